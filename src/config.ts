@@ -1,0 +1,196 @@
+/**
+ * The one reader of the environment. `loadConfig()` parses `process.env` (or a given record) into a validated,
+ * frozen {@link Config}; nothing else in SMS Blossom touches `process.env`.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { AppError } from './errors.js';
+
+export const QUEUE_NAMES = ['events', 'automations', 'campaigns', 'delivery', 'housekeeping'] as const;
+export type QueueName = (typeof QUEUE_NAMES)[number];
+
+const DEV_SHOPIFY_SECRET = 'smsblossom-dev-secret';
+
+const concurrency = (fallback: number) => z.coerce.number().int().min(1).max(1000).default(fallback);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  REDIS_URL: z
+    .string()
+    .url()
+    .refine((u) => /^rediss?:\/\//.test(u), 'must start with redis:// or rediss://')
+    .optional(),
+  REDIS_PREFIX: z
+    .string()
+    .min(1)
+    .regex(/^\S+$/, 'must not contain whitespace')
+    .refine((p) => !p.endsWith(':'), 'must not end with ":"')
+    .default('smsblossom:dev'),
+  REDIS_EMBEDDED: bool.optional(),
+  DATABASE_URL: z
+    .string()
+    .refine((u) => /^postgres(ql)?:\/\//.test(u), 'must start with postgres:// or postgresql://')
+    .optional(),
+  DATABASE_SCHEMA: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
+    .default('public'),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  DATA_DIR: z.string().min(1).default('.data'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  SHOPIFY_API_SECRET: z.string().min(1).optional(),
+  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  WORKER_QUEUES: z
+    .string()
+    .default(QUEUE_NAMES.join(','))
+    .transform((s, ctx) => {
+      const names = s
+        .split(',')
+        .map((n) => n.trim())
+        .filter(Boolean);
+      for (const n of names) {
+        if (!(QUEUE_NAMES as readonly string[]).includes(n)) {
+          ctx.addIssue({ code: 'custom', message: `unknown queue "${n}" (known: ${QUEUE_NAMES.join(', ')})` });
+          return z.NEVER;
+        }
+      }
+      return [...new Set(names)] as QueueName[];
+    }),
+  EVENTS_CONCURRENCY: concurrency(10),
+  AUTOMATIONS_CONCURRENCY: concurrency(10),
+  CAMPAIGNS_CONCURRENCY: concurrency(2),
+  DELIVERY_CONCURRENCY: concurrency(20),
+  HOUSEKEEPING_CONCURRENCY: concurrency(1),
+  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
+  WEBHOOK_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(50 * 1024 * 1024).default(1024 * 1024),
+  REDIS_HEALTH_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+});
+
+export interface Config {
+  readonly env: 'development' | 'production' | 'test';
+  readonly redis: {
+    /** Connection URL. Undefined when unset: the default `redis://localhost:6379` is used, or an embedded server. */
+    readonly url: string;
+    readonly urlWasSet: boolean;
+    /** Key prefix for every BullMQ key. A `{hash-tag}` keeps a queue's keys in one Redis Cluster slot. */
+    readonly prefix: string;
+    /** Start a private redis-server when REDIS_URL is unset and nothing answers on localhost:6379. */
+    readonly embedded: boolean;
+    readonly healthTimeoutMs: number;
+  };
+  readonly database: {
+    /** PostgreSQL URL; undefined selects the embedded PGlite database under `dataDir`. */
+    readonly url: string | undefined;
+    readonly schema: string;
+    readonly poolSize: number;
+  };
+  readonly dataDir: string;
+  readonly http: { readonly port: number; readonly host: string; readonly webhookBodyLimit: number };
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly shopify: { readonly apiSecret: string; readonly usingDevSecret: boolean };
+  readonly adminToken: string | undefined;
+  readonly workers: {
+    readonly queues: readonly QueueName[];
+    readonly concurrency: Readonly<Record<QueueName, number>>;
+    readonly shutdownTimeoutMs: number;
+  };
+}
+
+export class ConfigError extends AppError {
+  readonly variable: string;
+  constructor(variable: string, problem: string) {
+    super('CONFIG_INVALID', `${variable}: ${problem}`, { details: { variable } });
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Parses the environment. Empty strings count as unset. Throws {@link ConfigError} naming the first bad variable.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const cleaned: Record<string, string> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v.trim() !== '') cleaned[key] = v.trim();
+  }
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = String(issue.path[0] ?? 'environment');
+    const shown = cleaned[variable];
+    const secret = /SECRET|TOKEN|URL/.test(variable);
+    throw new ConfigError(variable, `${issue.message}${shown !== undefined && !secret ? ` (got "${shown}")` : ''}`);
+  }
+  const e = parsed.data;
+  if (e.NODE_ENV === 'production' && !e.SHOPIFY_API_SECRET) {
+    throw new ConfigError('SHOPIFY_API_SECRET', 'is required when NODE_ENV=production');
+  }
+  const config: Config = {
+    env: e.NODE_ENV,
+    redis: {
+      url: e.REDIS_URL ?? 'redis://localhost:6379',
+      urlWasSet: e.REDIS_URL !== undefined,
+      prefix: e.REDIS_PREFIX,
+      embedded: e.REDIS_EMBEDDED ?? (e.REDIS_URL === undefined && e.NODE_ENV !== 'production'),
+      healthTimeoutMs: e.REDIS_HEALTH_TIMEOUT_MS,
+    },
+    database: { url: e.DATABASE_URL, schema: e.DATABASE_SCHEMA, poolSize: e.DATABASE_POOL_SIZE },
+    dataDir: path.resolve(e.DATA_DIR),
+    http: { port: e.PORT, host: e.HOST, webhookBodyLimit: e.WEBHOOK_BODY_LIMIT_BYTES },
+    logLevel: e.LOG_LEVEL,
+    shopify: { apiSecret: e.SHOPIFY_API_SECRET ?? DEV_SHOPIFY_SECRET, usingDevSecret: !e.SHOPIFY_API_SECRET },
+    adminToken: e.ADMIN_TOKEN,
+    workers: {
+      queues: e.WORKER_QUEUES,
+      concurrency: {
+        events: e.EVENTS_CONCURRENCY,
+        automations: e.AUTOMATIONS_CONCURRENCY,
+        campaigns: e.CAMPAIGNS_CONCURRENCY,
+        delivery: e.DELIVERY_CONCURRENCY,
+        housekeeping: e.HOUSEKEEPING_CONCURRENCY,
+      },
+      shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    },
+  };
+  return deepFreeze(config);
+}
+
+/** For entry points: parse, or print one line naming the variable and exit with code 2. */
+export function loadConfigOrExit(env: Record<string, string | undefined> = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`smsblossom: invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+/** Rebuilds a config with overrides; used by tests and tools that derive a variant (another prefix, schema). */
+export function withOverrides(base: Config, patch: { redis?: Partial<Config['redis']>; database?: Partial<Config['database']>; workers?: Partial<Config['workers']>; http?: Partial<Config['http']>; adminToken?: string | undefined; logLevel?: Config['logLevel'] }): Config {
+  return deepFreeze({
+    ...base,
+    redis: { ...base.redis, ...patch.redis },
+    database: { ...base.database, ...patch.database },
+    workers: { ...base.workers, ...patch.workers },
+    http: { ...base.http, ...patch.http },
+    ...('adminToken' in patch ? { adminToken: patch.adminToken } : {}),
+    ...(patch.logLevel ? { logLevel: patch.logLevel } : {}),
+  });
+}

@@ -1,0 +1,143 @@
+/**
+ * Opens the database: PostgreSQL through a `pg` pool when a URL is configured, else the embedded PGlite under the data
+ * directory. Both are handed to Drizzle; the rest of the code sees one {@link Database} and cannot tell them apart.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import pg from 'pg';
+import { schema } from './schema.js';
+
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface Querier {
+  exec(sqlText: string): Promise<void>;
+  query<T = Record<string, unknown>>(sqlText: string, params?: unknown[]): Promise<T[]>;
+}
+
+export interface Database {
+  readonly db: Db;
+  readonly kind: 'postgres' | 'pglite';
+  readonly schema: string;
+  /** Runs SQL text of one or more statements with no parameters (migrations). */
+  exec(sqlText: string): Promise<void>;
+  /** Runs one parameterised statement and returns its rows. */
+  query<T = Record<string, unknown>>(sqlText: string, params?: unknown[]): Promise<T[]>;
+  /** Runs `fn` in one transaction on one session: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: Querier) => Promise<T>): Promise<T>;
+  /** Round-trip time of `SELECT 1`, or a rejection. */
+  ping(): Promise<number>;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface DatabaseSettings {
+  url: string | undefined;
+  schema: string;
+  poolSize: number;
+  /** Directory for the embedded database; `memory://` keeps it in memory (tests). */
+  dataDir: string;
+}
+
+export async function openDatabase(settings: DatabaseSettings): Promise<Database> {
+  return settings.url ? openPostgres(settings.url, settings) : openPglite(settings);
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+async function openPostgres(url: string, settings: DatabaseSettings): Promise<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: settings.poolSize,
+    connectionTimeoutMillis: 3000,
+    idleTimeoutMillis: 30_000,
+    // Every session sees our schema first; the schema itself is created by the migrator.
+    options: `-c search_path=${quoteIdent(settings.schema)},public`,
+    application_name: 'smsblossom',
+  });
+  // A dropped idle connection must not crash the process; the pool replaces it on next use.
+  pool.on('error', () => undefined);
+  let closed: Promise<void> | undefined;
+  return {
+    db: drizzlePg({ client: pool, schema }) as unknown as Db,
+    kind: 'postgres',
+    schema: settings.schema,
+    async exec(sqlText) {
+      await pool.query(sqlText);
+    },
+    async query<T>(sqlText: string, params: unknown[] = []) {
+      return (await pool.query(sqlText, params)).rows as T[];
+    },
+    async transaction(fn) {
+      const conn = await pool.connect();
+      try {
+        await conn.query('BEGIN');
+        const result = await fn({
+          exec: async (text) => void (await conn.query(text)),
+          query: async <T>(text: string, params: unknown[] = []) => (await conn.query(text, params)).rows as T[],
+        });
+        await conn.query('COMMIT');
+        return result;
+      } catch (err) {
+        await conn.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        conn.release();
+      }
+    },
+    async ping() {
+      const started = performance.now();
+      await pool.query('SELECT 1');
+      return performance.now() - started;
+    },
+    close() {
+      closed ??= pool.end();
+      return closed;
+    },
+  };
+}
+
+async function openPglite(settings: DatabaseSettings): Promise<Database> {
+  let location: string | undefined;
+  if (settings.dataDir !== 'memory://') {
+    location = path.join(settings.dataDir, 'pglite');
+    await fs.mkdir(location, { recursive: true });
+  }
+  const client = location ? new PGlite(location) : new PGlite();
+  await client.waitReady;
+  await client.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(settings.schema)}; SET search_path TO ${quoteIdent(settings.schema)}, public;`);
+  let closed: Promise<void> | undefined;
+  return {
+    db: drizzlePglite({ client, schema }) as unknown as Db,
+    kind: 'pglite',
+    schema: settings.schema,
+    async exec(sqlText) {
+      await client.exec(sqlText);
+    },
+    async query<T>(sqlText: string, params: unknown[] = []) {
+      return (await client.query<T>(sqlText, params)).rows;
+    },
+    transaction(fn) {
+      return client.transaction((tx) =>
+        fn({
+          exec: async (text) => void (await tx.exec(text)),
+          query: async <T>(text: string, params: unknown[] = []) => (await tx.query<T>(text, params)).rows,
+        }),
+      );
+    },
+    async ping() {
+      const started = performance.now();
+      await client.query('SELECT 1');
+      return performance.now() - started;
+    },
+    close() {
+      closed ??= client.closed ? Promise.resolve() : client.close();
+      return closed;
+    },
+  };
+}

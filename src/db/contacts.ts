@@ -1,0 +1,175 @@
+/** Named database operations on `contacts` and `consent_changes`. */
+import { and, eq, sql } from 'drizzle-orm';
+import type { Db } from './client.js';
+import { consentChanges, contacts, type ConsentState, type Contact } from './schema.js';
+
+export interface ConsentInput {
+  state: ConsentState;
+  optInLevel: string | null;
+  /** When the customer gave or withdrew consent; null means "now". */
+  updatedAt: Date | null;
+  /** Where the consent came from, e.g. `shopify:customers/update`, `shopify:checkout`, `sms:inbound`. */
+  source: string;
+}
+
+export interface ContactInput {
+  shopifyCustomerId: string | null;
+  /** E.164, already normalised; null when unknown or invalid. */
+  phone: string | null;
+  firstName: string | null;
+  lastName: string | null;
+  email: string | null;
+  /** null leaves the stored tags alone. */
+  tags: string[] | null;
+  countryCode: string | null;
+  provinceCode: string | null;
+  consent: ConsentInput | null;
+}
+
+export interface ContactUpsertResult {
+  contact: Contact;
+  created: boolean;
+  consentChange: { from: ConsentState; to: ConsentState } | null;
+  /** The phone was not stored because another contact of the shop already has it. */
+  phoneConflict: boolean;
+}
+
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+/**
+ * Finds the shop's contact by Shopify customer id, else by phone, and merges the input into it (creating it when
+ * neither matches). Known values are never erased by missing ones. Consent only moves forward in time: an update older
+ * than the stored one (say, an order payload carrying stale consent after the customer replied STOP) is ignored.
+ */
+export async function upsertContact(
+  db: Db,
+  shopId: number,
+  input: ContactInput,
+  meta: { requestId?: string | null; now?: Date } = {},
+): Promise<ContactUpsertResult | null> {
+  if (!input.shopifyCustomerId && !input.phone) return null;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await db.transaction((tx) => upsertInTx(tx, shopId, input, meta));
+    } catch (err) {
+      // Two first sightings of one customer raced on the unique index: the loser retries and finds the winner's row.
+      if (attempt < 2 && (err as { code?: string }).code === '23505') continue;
+      throw err;
+    }
+  }
+}
+
+async function findForUpdate(tx: Tx, shopId: number, column: 'customer' | 'phone', value: string): Promise<Contact | undefined> {
+  const where =
+    column === 'customer'
+      ? and(eq(contacts.shopId, shopId), eq(contacts.shopifyCustomerId, value))
+      : and(eq(contacts.shopId, shopId), eq(contacts.phone, value));
+  const [row] = await tx.select().from(contacts).where(where).for('update');
+  return row;
+}
+
+async function upsertInTx(
+  tx: Tx,
+  shopId: number,
+  input: ContactInput,
+  meta: { requestId?: string | null; now?: Date },
+): Promise<ContactUpsertResult> {
+  const now = meta.now ?? new Date();
+  const byCustomer = input.shopifyCustomerId ? await findForUpdate(tx, shopId, 'customer', input.shopifyCustomerId) : undefined;
+  const byPhone = input.phone ? await findForUpdate(tx, shopId, 'phone', input.phone) : undefined;
+  const existing = byCustomer ?? byPhone;
+  const phoneConflict = Boolean(byCustomer && byPhone && byCustomer.id !== byPhone.id);
+
+  const consent = input.consent;
+  const consentApplies =
+    consent !== null &&
+    (!existing ||
+      (consent.state !== existing.smsConsent &&
+        (existing.smsConsentUpdatedAt === null || (consent.updatedAt ?? now) >= existing.smsConsentUpdatedAt)));
+
+  const consentFields = consentApplies
+    ? {
+        smsConsent: consent!.state,
+        smsConsentOptInLevel: consent!.optInLevel,
+        smsConsentSource: consent!.source,
+        smsConsentUpdatedAt: consent!.updatedAt ?? now,
+        optedOutAt: consent!.state === 'unsubscribed' ? (consent!.updatedAt ?? now) : null,
+      }
+    : {};
+
+  let contact: Contact;
+  let created = false;
+  if (!existing) {
+    const [row] = await tx
+      .insert(contacts)
+      .values({
+        shopId,
+        shopifyCustomerId: input.shopifyCustomerId,
+        phone: input.phone,
+        firstName: input.firstName,
+        lastName: input.lastName,
+        email: input.email,
+        tags: input.tags ?? [],
+        countryCode: input.countryCode,
+        provinceCode: input.provinceCode,
+        ...consentFields,
+      })
+      .returning();
+    contact = row!;
+    created = true;
+  } else {
+    const patch = {
+      ...(input.shopifyCustomerId && !existing.shopifyCustomerId ? { shopifyCustomerId: input.shopifyCustomerId } : {}),
+      ...(input.phone && !phoneConflict ? { phone: input.phone } : {}),
+      ...(input.firstName ? { firstName: input.firstName } : {}),
+      ...(input.lastName ? { lastName: input.lastName } : {}),
+      ...(input.email ? { email: input.email } : {}),
+      ...(input.tags ? { tags: input.tags } : {}),
+      ...(input.countryCode ? { countryCode: input.countryCode } : {}),
+      ...(input.provinceCode ? { provinceCode: input.provinceCode } : {}),
+      ...consentFields,
+    };
+    const [row] = await tx
+      .update(contacts)
+      .set({ ...patch, updatedAt: sql`now()` })
+      .where(eq(contacts.id, existing.id))
+      .returning();
+    contact = row!;
+  }
+
+  const from: ConsentState = existing?.smsConsent ?? 'not_subscribed';
+  let consentChange: ContactUpsertResult['consentChange'] = null;
+  if (consentApplies && contact.smsConsent !== from) {
+    consentChange = { from, to: contact.smsConsent };
+    await tx.insert(consentChanges).values({
+      shopId,
+      contactId: contact.id,
+      previousState: existing ? from : null,
+      newState: contact.smsConsent,
+      source: consent!.source,
+      occurredAt: consent!.updatedAt ?? now,
+      requestId: meta.requestId ?? null,
+    });
+  }
+  return { contact, created, consentChange, phoneConflict };
+}
+
+export async function getContact(db: Db, shopId: number, id: number): Promise<Contact | undefined> {
+  const [row] = await db
+    .select()
+    .from(contacts)
+    .where(and(eq(contacts.shopId, shopId), eq(contacts.id, id)));
+  return row;
+}
+
+export async function findContactByCustomerId(db: Db, shopId: number, customerId: string): Promise<Contact | undefined> {
+  const [row] = await db
+    .select()
+    .from(contacts)
+    .where(and(eq(contacts.shopId, shopId), eq(contacts.shopifyCustomerId, customerId)));
+  return row;
+}
+
+export async function listConsentChanges(db: Db, contactId: number) {
+  return db.select().from(consentChanges).where(eq(consentChanges.contactId, contactId)).orderBy(consentChanges.id);
+}

@@ -1,0 +1,74 @@
+/** Named database operations on `events`, the durable record of every webhook taken in. */
+import { and, eq, sql } from 'drizzle-orm';
+import type { Db } from './client.js';
+import { events, type EventRow } from './schema.js';
+
+export interface NewEvent {
+  shopDomain: string;
+  topic: string;
+  objectId: string | null;
+  webhookId: string;
+  eventId: string | null;
+  apiVersion: string | null;
+  triggeredAt: Date | null;
+  payload: Record<string, unknown>;
+  requestId: string;
+}
+
+/**
+ * Inserts the event unless one with the same webhook id (or the same event id for the topic) exists.
+ * Returns the new row, or `existing` with the row that made it a duplicate.
+ */
+export async function insertEvent(
+  db: Db,
+  event: NewEvent,
+): Promise<{ inserted: EventRow; existing?: undefined } | { inserted?: undefined; existing: EventRow }> {
+  const [inserted] = await db.insert(events).values(event).onConflictDoNothing().returning();
+  if (inserted) return { inserted };
+  const [existing] = await db
+    .select()
+    .from(events)
+    .where(
+      and(
+        eq(events.shopDomain, event.shopDomain),
+        event.eventId
+          ? sql`(${events.webhookId} = ${event.webhookId} OR (${events.topic} = ${event.topic} AND ${events.eventId} = ${event.eventId}))`
+          : eq(events.webhookId, event.webhookId),
+      ),
+    )
+    .limit(1);
+  if (!existing) throw new Error('event conflicted on insert but no matching row was found');
+  return { existing };
+}
+
+export async function markEventQueued(db: Db, id: number): Promise<void> {
+  await db
+    .update(events)
+    .set({ status: 'queued', queuedAt: sql`now()` })
+    .where(and(eq(events.id, id), eq(events.status, 'received')));
+}
+
+/** Removes an event that could not be handed to the queue, so a retry by Shopify is not taken for a duplicate. */
+export async function deleteUnqueuedEvent(db: Db, id: number): Promise<void> {
+  await db.delete(events).where(and(eq(events.id, id), eq(events.status, 'received')));
+}
+
+export async function markEventDone(
+  db: Db,
+  shopDomain: string,
+  webhookId: string,
+  result: { status: 'processed' | 'ignored' | 'failed'; outcome: string; error?: string | null },
+): Promise<void> {
+  await db
+    .update(events)
+    .set({ status: result.status, outcome: result.outcome, error: result.error ?? null, processedAt: sql`now()` })
+    .where(and(eq(events.shopDomain, shopDomain), eq(events.webhookId, webhookId)));
+}
+
+export async function getEvent(db: Db, shopDomain: string, webhookId: string): Promise<EventRow | undefined> {
+  const [row] = await db
+    .select()
+    .from(events)
+    .where(and(eq(events.shopDomain, shopDomain), eq(events.webhookId, webhookId)));
+  return row;
+}

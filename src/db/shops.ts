@@ -1,0 +1,37 @@
+/** Named database operations on `shops`. */
+import { eq, sql } from 'drizzle-orm';
+import type { Db } from './client.js';
+import { shops, type Shop } from './schema.js';
+
+/**
+ * Returns the shop for a domain, creating it on first sight. A shop seen again after `app/uninstalled` is not
+ * re-installed here: only an explicit install does that.
+ */
+export async function upsertShop(db: Db, domain: string): Promise<{ shop: Shop; created: boolean }> {
+  const inserted = await db.insert(shops).values({ domain }).onConflictDoNothing({ target: shops.domain }).returning();
+  if (inserted[0]) return { shop: inserted[0], created: true };
+  const [shop] = await db.select().from(shops).where(eq(shops.domain, domain));
+  if (!shop) throw new Error(`shop ${domain} vanished between insert and select`);
+  return { shop, created: false };
+}
+
+export async function getShopByDomain(db: Db, domain: string): Promise<Shop | undefined> {
+  const [shop] = await db.select().from(shops).where(eq(shops.domain, domain));
+  return shop;
+}
+
+export async function markShopUninstalled(db: Db, domain: string, at: Date): Promise<boolean> {
+  const rows = await db
+    .update(shops)
+    .set({ uninstalledAt: at, updatedAt: sql`now()` })
+    .where(eq(shops.domain, domain))
+    .returning({ id: shops.id });
+  return rows.length > 0;
+}
+
+export async function markShopInstalled(db: Db, domain: string, at: Date): Promise<void> {
+  await db
+    .insert(shops)
+    .values({ domain, installedAt: at })
+    .onConflictDoUpdate({ target: shops.domain, set: { installedAt: at, uninstalledAt: null, updatedAt: sql`now()` } });
+}

@@ -1,0 +1,76 @@
+/**
+ * The Fastify application: webhook intake, health and queue endpoints, and the operator API. Built from explicit
+ * dependencies so tests can run it through `app.inject()` against real Redis and a real database.
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Config } from '../config.js';
+import type { Database } from '../db/client.js';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { DeadLetterQueue } from '../queue/deadLetters.js';
+import { newRequestId, type QueueRegistry } from '../queue/queues.js';
+import type { WorkerPool } from '../queue/worker.js';
+import { registerDeadLetterRoutes } from './routes/deadLetters.js';
+import { registerHealthRoutes } from './routes/health.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
+
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  db: Database;
+  queues: QueueRegistry;
+  deadLetters: DeadLetterQueue;
+  /** The workers of this process, if it runs any (for `/queue/health`). */
+  workers?: WorkerPool;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // Probes hit health endpoints every few seconds; their lines would drown the ones that matter.
+    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: (req) => req.url.startsWith('/health') }),
+    bodyLimit: deps.config.http.webhookBodyLimit,
+    // Keep a caller's X-Request-Id when it is sane; otherwise mint one in the specification's format.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      const value = Array.isArray(given) ? given[0] : given;
+      return value && REQUEST_ID.test(value) ? value : newRequestId();
+    },
+    return503OnClosing: true,
+  });
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
+  app.setErrorHandler((err: FastifyError | AppError, req, reply) => {
+    if (err instanceof AppError) {
+      if (err.statusCode >= 500) req.log.error({ code: err.code, err: err.message }, 'Request failed');
+      else req.log.info({ code: err.code, msg: err.message }, 'Request rejected');
+      return reply.status(err.statusCode).send({ ...err.toJSON(), requestId: req.id });
+    }
+    const status = err.statusCode ?? 500;
+    if (status === 413) {
+      return reply.status(413).send({ error: { code: 'PAYLOAD_TOO_LARGE', message: `request body is larger than ${deps.config.http.webhookBodyLimit} bytes` }, requestId: req.id });
+    }
+    if (status === 400 && err.validation) {
+      return reply.status(400).send({ error: { code: 'VALIDATION_FAILED', message: err.message }, requestId: req.id });
+    }
+    if (status < 500) {
+      return reply.status(status).send({ error: { code: err.code ?? 'BAD_REQUEST', message: err.message }, requestId: req.id });
+    }
+    req.log.error({ err }, 'Unhandled error');
+    return reply.status(500).send({ error: { code: 'INTERNAL', message: 'internal error' }, requestId: req.id });
+  });
+
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${req.url.split('?')[0]}` }, requestId: req.id }),
+  );
+
+  await app.register(registerWebhookRoutes, { deps });
+  await app.register(registerHealthRoutes, { deps });
+  await app.register(registerDeadLetterRoutes, { deps });
+  return app;
+}
