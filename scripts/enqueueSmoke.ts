@@ -6,6 +6,7 @@
  *
  * Starts workers in this process (jobs may equally be taken by workers already running elsewhere on the same Redis).
  */
+import { pathToFileURL } from 'node:url';
 import { QueueEvents } from 'bullmq';
 import { loadConfigOrExit, type Config } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
@@ -103,6 +104,6 @@ export async function runSmoke(config: Config, timeoutMs = 30_000): Promise<numb
   return failures ? 1 : 0;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   process.exitCode = await runSmoke(loadConfigOrExit());
 }

@@ -1,6 +1,7 @@
 /**
  * The `smsblossom` command. Exit codes: 0 success, 1 failure, 2 bad usage or configuration.
  */
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfigOrExit, QUEUE_NAMES, type Config, type QueueName } from './config.js';
 import { openDatabase } from './db/client.js';
@@ -43,7 +44,7 @@ function fail(message: string, code = 2): never {
 }
 
 /** Runs until SIGTERM/SIGINT, then stops gracefully; a second signal exits at once. */
-function runUntilSignalled(system: System): Promise<void> {
+export function runUntilSignalled(system: System): Promise<void> {
   return new Promise((resolve) => {
     let signalled = false;
     const onSignal = (signal: NodeJS.Signals) => {
@@ -78,6 +79,8 @@ async function serve(config: Config, api: boolean, workers: readonly QueueName[]
     fail((err as Error).message, 1);
   }
   await runUntilSignalled(system);
+  // Everything is closed; a handle left open by a library must not keep a stopped service alive.
+  process.exit();
 }
 
 async function withSystem<T>(config: Config, fn: (s: System) => Promise<T>): Promise<T> {
@@ -203,6 +206,6 @@ export async function runFromCli(argv: string[]): Promise<void> {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   await runFromCli(process.argv.slice(2));
 }

@@ -2,6 +2,7 @@
  * The one reader of the environment. `loadConfig()` parses `process.env` (or a given record) into a validated,
  * frozen {@link Config}; nothing else in SMS Blossom touches `process.env`.
  */
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from './errors.js';
@@ -69,6 +70,22 @@ const envSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   WEBHOOK_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(50 * 1024 * 1024).default(1024 * 1024),
   REDIS_HEALTH_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+  SMS_PROVIDER: z.enum(['mitto', 'sandbox']).optional(),
+  MITTO_API_URL: z.string().url().default('https://rest.mittoapi.com'),
+  MITTO_API_KEY: z.string().min(1).optional(),
+  MITTO_SENDER: z
+    .string()
+    .regex(/^([A-Za-z0-9 ]{3,11}|\+?[0-9]{3,14})$/, 'must be 3-11 letters/digits or a number of 3-14 digits')
+    .default('SMSBlossom'),
+  MITTO_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  MITTO_RATE_LIMIT_PER_SEC: z.coerce.number().int().min(0).max(10_000).default(0),
+  SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  PUBLIC_URL: z.string().url().optional(),
+  DLR_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  DLR_HMAC_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  SMS_COST_PER_SEGMENT: z.coerce.number().min(0).max(10).default(0.03),
+  DELIVERY_RECONCILE_DELAY_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
+  DELIVERY_RECONCILE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
 });
 
 export interface Config {
@@ -94,6 +111,26 @@ export interface Config {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly shopify: { readonly apiSecret: string; readonly usingDevSecret: boolean };
   readonly adminToken: string | undefined;
+  readonly sms: {
+    /** `sandbox` (default without MITTO_API_KEY) starts the bundled Mitto-compatible server and sends to it. */
+    readonly provider: 'mitto' | 'sandbox';
+    readonly mittoApiUrl: string;
+    readonly mittoApiKey: string;
+    readonly sender: string;
+    readonly timeoutMs: number;
+    /** Messages per second across this process's delivery worker; 0 = unlimited. */
+    readonly ratePerSecond: number;
+    readonly sandboxPort: number;
+    readonly costPerSegment: number;
+    /** Base URL Mitto calls back (delivery reports, inbound); defaults to http://localhost:PORT. */
+    readonly publicUrl: string;
+    /** Secret in the callback URLs; without it, callbacks are refused. */
+    readonly dlrToken: string;
+    readonly dlrHmacSecret: string | undefined;
+    /** After an ambiguous send, how long to wait for a delivery report before looking again, and how often. */
+    readonly reconcileDelayMs: number;
+    readonly reconcileAttempts: number;
+  };
   readonly workers: {
     readonly queues: readonly QueueName[];
     readonly concurrency: Readonly<Record<QueueName, number>>;
@@ -139,6 +176,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.NODE_ENV === 'production' && !e.SHOPIFY_API_SECRET) {
     throw new ConfigError('SHOPIFY_API_SECRET', 'is required when NODE_ENV=production');
   }
+  if (e.SMS_PROVIDER === 'mitto' && !e.MITTO_API_KEY) {
+    throw new ConfigError('MITTO_API_KEY', 'is required when SMS_PROVIDER=mitto');
+  }
   const config: Config = {
     env: e.NODE_ENV,
     redis: {
@@ -154,6 +194,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     shopify: { apiSecret: e.SHOPIFY_API_SECRET ?? DEV_SHOPIFY_SECRET, usingDevSecret: !e.SHOPIFY_API_SECRET },
     adminToken: e.ADMIN_TOKEN,
+    sms: {
+      provider: e.SMS_PROVIDER ?? (e.MITTO_API_KEY ? 'mitto' : 'sandbox'),
+      mittoApiUrl: e.MITTO_API_URL.replace(/\/+$/, ''),
+      mittoApiKey: e.MITTO_API_KEY ?? 'sandbox-key',
+      sender: e.MITTO_SENDER,
+      timeoutMs: e.MITTO_TIMEOUT_MS,
+      ratePerSecond: e.MITTO_RATE_LIMIT_PER_SEC,
+      sandboxPort: e.SANDBOX_PORT,
+      costPerSegment: e.SMS_COST_PER_SEGMENT,
+      publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+      dlrToken: e.DLR_TOKEN ?? createHash('sha256').update(`dlr:${e.SHOPIFY_API_SECRET ?? DEV_SHOPIFY_SECRET}`).digest('hex').slice(0, 32),
+      dlrHmacSecret: e.DLR_HMAC_SECRET,
+      reconcileDelayMs: e.DELIVERY_RECONCILE_DELAY_MS,
+      reconcileAttempts: e.DELIVERY_RECONCILE_ATTEMPTS,
+    },
     workers: {
       queues: e.WORKER_QUEUES,
       concurrency: {
@@ -183,13 +238,14 @@ export function loadConfigOrExit(env: Record<string, string | undefined> = proce
 }
 
 /** Rebuilds a config with overrides; used by tests and tools that derive a variant (another prefix, schema). */
-export function withOverrides(base: Config, patch: { redis?: Partial<Config['redis']>; database?: Partial<Config['database']>; workers?: Partial<Config['workers']>; http?: Partial<Config['http']>; adminToken?: string | undefined; logLevel?: Config['logLevel'] }): Config {
+export function withOverrides(base: Config, patch: { redis?: Partial<Config['redis']>; database?: Partial<Config['database']>; workers?: Partial<Config['workers']>; http?: Partial<Config['http']>; sms?: Partial<Config['sms']>; adminToken?: string | undefined; logLevel?: Config['logLevel'] }): Config {
   return deepFreeze({
     ...base,
     redis: { ...base.redis, ...patch.redis },
     database: { ...base.database, ...patch.database },
     workers: { ...base.workers, ...patch.workers },
     http: { ...base.http, ...patch.http },
+    sms: { ...base.sms, ...patch.sms },
     ...('adminToken' in patch ? { adminToken: patch.adminToken } : {}),
     ...(patch.logLevel ? { logLevel: patch.logLevel } : {}),
   });

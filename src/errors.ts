@@ -17,6 +17,12 @@ export const ErrorCodes = {
   NOT_FOUND: { status: 404, permanent: true },
   PAYLOAD_TOO_LARGE: { status: 413, permanent: true },
   VALIDATION_FAILED: { status: 400, permanent: true },
+  /** A message template does not parse (liquid syntax, unknown filter or tag). */
+  TEMPLATE_INVALID: { status: 400, permanent: true },
+  /** A template parsed but failed while rendering (render time or memory limit, a filter error). */
+  TEMPLATE_RENDER_FAILED: { status: 422, permanent: true },
+  /** An automation's JSON condition is malformed (unknown op, bad path, too deep). */
+  CONDITION_INVALID: { status: 400, permanent: true },
   REDIS_UNAVAILABLE: { status: 503, permanent: false },
   DATABASE_UNAVAILABLE: { status: 503, permanent: false },
   SERVICE_UNAVAILABLE: { status: 503, permanent: false },

@@ -80,6 +80,8 @@ export async function startSystem(options: SystemOptions): Promise<System> {
 
     const queues = new QueueRegistry({ connection: redis, prefix: config.redis.prefix, logger });
     cleanups.push(() => queues.close());
+    // The producer connection fails fast by design; do not take requests before it is up.
+    await queues.get('events').waitUntilReady();
     const deadLetters = new DeadLetterQueue({ db: db.db, queues, logger });
 
     const pool = new WorkerPool({ config, db, queues, logger, deadLetters, processors: options.processors });

@@ -75,6 +75,9 @@ async function openPostgres(url: string, settings: DatabaseSettings): Promise<Da
     },
     async transaction(fn) {
       const conn = await pool.connect();
+      // A session whose ROLLBACK failed may still be inside the transaction; back in the pool it would fail every
+      // statement of its next user ("current transaction is aborted"), so it is destroyed instead.
+      let broken = false;
       try {
         await conn.query('BEGIN');
         const result = await fn({
@@ -84,10 +87,12 @@ async function openPostgres(url: string, settings: DatabaseSettings): Promise<Da
         await conn.query('COMMIT');
         return result;
       } catch (err) {
-        await conn.query('ROLLBACK').catch(() => undefined);
+        await conn.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
         throw err;
       } finally {
-        conn.release();
+        conn.release(broken);
       }
     },
     async ping() {

@@ -1,5 +1,5 @@
 /** Named database operations on `contacts` and `consent_changes`. */
-import { and, eq, sql } from 'drizzle-orm';
+import { and, desc, eq, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { consentChanges, contacts, type ConsentState, type Contact } from './schema.js';
 
@@ -34,6 +34,15 @@ export interface ContactUpsertResult {
   phoneConflict: boolean;
 }
 
+/** The SQLSTATE of a database error; Drizzle wraps the driver's error in `DrizzleQueryError`, so look at causes too. */
+function sqlStateOf(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+}
+
 type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
 /**
@@ -53,7 +62,7 @@ export async function upsertContact(
       return await db.transaction((tx) => upsertInTx(tx, shopId, input, meta));
     } catch (err) {
       // Two first sightings of one customer raced on the unique index: the loser retries and finds the winner's row.
-      if (attempt < 2 && (err as { code?: string }).code === '23505') continue;
+      if (attempt < 2 && sqlStateOf(err) === '23505') continue;
       throw err;
     }
   }
@@ -81,21 +90,30 @@ async function upsertInTx(
   const phoneConflict = Boolean(byCustomer && byPhone && byCustomer.id !== byPhone.id);
 
   const consent = input.consent;
-  const consentApplies =
-    consent !== null &&
-    (!existing ||
-      (consent.state !== existing.smsConsent &&
-        (existing.smsConsentUpdatedAt === null || (consent.updatedAt ?? now) >= existing.smsConsentUpdatedAt)));
+  const consentAt = consent ? (consent.updatedAt ?? now) : now;
+  const consentIsNewer =
+    consent !== null && (!existing || existing.smsConsentUpdatedAt === null || consentAt >= existing.smsConsentUpdatedAt);
+  const consentApplies = consentIsNewer && (!existing || consent!.state !== existing.smsConsent);
+  // The same state, confirmed later: no transition, but the stored time must move forward, or an update older than
+  // this one (delivered out of order) would later look newer than what we hold and flip the state back.
+  const consentConfirmed =
+    consentIsNewer &&
+    !consentApplies &&
+    existing !== undefined &&
+    consent!.updatedAt !== null &&
+    (existing.smsConsentUpdatedAt === null || consent!.updatedAt > existing.smsConsentUpdatedAt);
 
   const consentFields = consentApplies
     ? {
         smsConsent: consent!.state,
         smsConsentOptInLevel: consent!.optInLevel,
         smsConsentSource: consent!.source,
-        smsConsentUpdatedAt: consent!.updatedAt ?? now,
-        optedOutAt: consent!.state === 'unsubscribed' ? (consent!.updatedAt ?? now) : null,
+        smsConsentUpdatedAt: consentAt,
+        optedOutAt: consent!.state === 'unsubscribed' ? consentAt : null,
       }
-    : {};
+    : consentConfirmed
+      ? { smsConsentUpdatedAt: consent!.updatedAt! }
+      : {};
 
   let contact: Contact;
   let created = false;
@@ -147,7 +165,7 @@ async function upsertInTx(
       previousState: existing ? from : null,
       newState: contact.smsConsent,
       source: consent!.source,
-      occurredAt: consent!.updatedAt ?? now,
+      occurredAt: consentAt,
       requestId: meta.requestId ?? null,
     });
   }
@@ -172,4 +190,18 @@ export async function findContactByCustomerId(db: Db, shopId: number, customerId
 
 export async function listConsentChanges(db: Db, contactId: number) {
   return db.select().from(consentChanges).where(eq(consentChanges.contactId, contactId)).orderBy(consentChanges.id);
+}
+
+/**
+ * The consent change a given request recorded for a contact from a given source, if any. Lets a retried job learn
+ * that its first run already applied the change (and must still act on it).
+ */
+export async function findConsentChangeByRequest(db: Db, contactId: number, requestId: string, source: string) {
+  const [row] = await db
+    .select()
+    .from(consentChanges)
+    .where(and(eq(consentChanges.contactId, contactId), eq(consentChanges.requestId, requestId), eq(consentChanges.source, source)))
+    .orderBy(desc(consentChanges.id))
+    .limit(1);
+  return row;
 }

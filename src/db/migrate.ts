@@ -14,6 +14,8 @@ export const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.u
 export interface Migration {
   version: number;
   name: string;
+  /** The file it was read from, e.g. `0001_foundation.sql`. */
+  file: string;
   sql: string;
   checksum: string;
 }
@@ -27,7 +29,7 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
     const text = await fs.readFile(path.join(dir, file), 'utf8');
     const version = Number(match[1]);
     if (migrations.some((m) => m.version === version)) throw new Error(`two migrations share version ${version}`);
-    migrations.push({ version, name: match[2]!, sql: text, checksum: createHash('sha256').update(text).digest('hex') });
+    migrations.push({ version, name: match[2]!, file, sql: text, checksum: createHash('sha256').update(text).digest('hex') });
   }
   return migrations;
 }
@@ -57,7 +59,7 @@ export async function migrate(database: Database, dir = MIGRATIONS_DIR): Promise
       const previous = applied.get(m.version);
       if (previous !== undefined) {
         if (previous !== m.checksum) {
-          throw new Error(`migration ${m.version}_${m.name} was changed after it was applied; add a new migration instead`);
+          throw new Error(`migration ${m.file} was changed after it was applied; restore it and add a new migration instead`);
         }
         continue;
       }

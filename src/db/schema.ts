@@ -3,7 +3,7 @@
  * for the database; `test/integration/migrations.test.ts` fails when the two drift apart.
  */
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, integer, jsonb, numeric, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 
 const id = () => bigserial('id', { mode: 'number' }).primaryKey();
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
@@ -105,8 +105,109 @@ export const deadLetters = pgTable('dead_letters', {
   replayJobId: text('replay_job_id'),
 });
 
-export const schema = { shops, contacts, consentChanges, events, deadLetters };
 export type Shop = typeof shops.$inferSelect;
 export type Contact = typeof contacts.$inferSelect;
 export type EventRow = typeof events.$inferSelect;
 export type DeadLetter = typeof deadLetters.$inferSelect;
+
+export type AutomationTrigger = 'order_paid' | 'order_created' | 'abandoned_checkout' | 'fulfillment_update' | 'welcome';
+export type MessageStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'failed' | 'skipped' | 'cancelled';
+export type MessageKind = 'marketing' | 'transactional';
+
+/** Per-automation rules; every field optional, defaults in `src/automations/defaults.ts`. */
+export interface AutomationRules {
+  quietHours?: { enabled?: boolean; start?: string; end?: string; bypass?: boolean };
+  frequencyCap?: { max: number; windowHours: number } | null;
+  dedupeWindowHours?: number | null;
+  conditions?: unknown;
+  /** Consent needed: marketing (subscribed) or transactional (not opted out). Defaults from `transactional`. */
+  consent?: 'marketing' | 'transactional';
+}
+
+export const automations = pgTable('automations', {
+  id: id(),
+  shopId: bigint('shop_id', { mode: 'number' })
+    .notNull()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  trigger: text('trigger').$type<AutomationTrigger>().notNull(),
+  name: text('name').notNull(),
+  enabled: boolean('enabled').notNull().default(true),
+  template: text('template').notNull(),
+  delayMinutes: integer('delay_minutes').notNull().default(0),
+  transactional: boolean('transactional').notNull().default(false),
+  rules: jsonb('rules').$type<AutomationRules>().notNull().default({}),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+export const messages = pgTable('messages', {
+  id: id(),
+  shopId: bigint('shop_id', { mode: 'number' })
+    .notNull()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  contactId: bigint('contact_id', { mode: 'number' }).references(() => contacts.id, { onDelete: 'set null' }),
+  automationId: bigint('automation_id', { mode: 'number' }).references(() => automations.id, { onDelete: 'set null' }),
+  campaignId: text('campaign_id'),
+  kind: text('kind').$type<MessageKind>().notNull(),
+  trigger: text('trigger'),
+  idempotencyKey: text('idempotency_key').notNull(),
+  toPhone: text('to_phone'),
+  sender: text('sender'),
+  body: text('body'),
+  encoding: text('encoding').$type<'GSM-7' | 'UCS-2'>(),
+  segments: integer('segments'),
+  costEstimate: numeric('cost_estimate', { precision: 10, scale: 4 }),
+  renderWarnings: text('render_warnings').array().notNull().default(sql`'{}'`),
+  status: text('status').$type<MessageStatus>().notNull().default('queued'),
+  provider: text('provider'),
+  providerMessageId: text('provider_message_id'),
+  errorCode: text('error_code'),
+  errorText: text('error_text'),
+  sendAttempts: integer('send_attempts').notNull().default(0),
+  scheduledFor: ts('scheduled_for'),
+  queuedAt: ts('queued_at').notNull().defaultNow(),
+  sendingAt: ts('sending_at'),
+  sentAt: ts('sent_at'),
+  deliveredAt: ts('delivered_at'),
+  failedAt: ts('failed_at'),
+  requestId: text('request_id'),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+export const messageSkips = pgTable('message_skips', {
+  id: id(),
+  shopId: bigint('shop_id', { mode: 'number' })
+    .notNull()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  contactId: bigint('contact_id', { mode: 'number' }).references(() => contacts.id, { onDelete: 'set null' }),
+  automationId: bigint('automation_id', { mode: 'number' }).references(() => automations.id, { onDelete: 'set null' }),
+  campaignId: text('campaign_id'),
+  messageId: bigint('message_id', { mode: 'number' }).references(() => messages.id, { onDelete: 'set null' }),
+  trigger: text('trigger'),
+  objectId: text('object_id'),
+  reason: text('reason').notNull(),
+  detail: text('detail'),
+  requestId: text('request_id'),
+  createdAt: createdAt(),
+});
+
+export const checkouts = pgTable('checkouts', {
+  id: id(),
+  shopId: bigint('shop_id', { mode: 'number' })
+    .notNull()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  token: text('token').notNull(),
+  contactId: bigint('contact_id', { mode: 'number' }).references(() => contacts.id, { onDelete: 'set null' }),
+  recoveryUrl: text('recovery_url'),
+  abandonedAt: ts('abandoned_at').notNull().defaultNow(),
+  lastSeenAt: ts('last_seen_at').notNull().defaultNow(),
+  completedAt: ts('completed_at'),
+});
+
+export type Automation = typeof automations.$inferSelect;
+export type Message = typeof messages.$inferSelect;
+export type MessageSkip = typeof messageSkips.$inferSelect;
+export type Checkout = typeof checkouts.$inferSelect;
+
+export const schema = { shops, contacts, consentChanges, events, deadLetters, automations, messages, messageSkips, checkouts };

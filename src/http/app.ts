@@ -3,6 +3,7 @@
  * dependencies so tests can run it through `app.inject()` against real Redis and a real database.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
 import { AppError } from '../errors.js';
@@ -41,6 +42,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
   });
 
+  // The producer connection is still handshaking when the app is built, and it has no offline queue (so requests fail
+  // fast when Redis is down). Without this wait the first webhooks after start are refused with 503.
+  app.addHook('onReady', async () => {
+    const timeoutMs = Math.max(deps.config.redis.healthTimeoutMs, 2000);
+    await waitUntilRedisReady(deps.queues.connection, timeoutMs).catch((err: Error) =>
+      deps.logger.warn({ err: err.message }, 'Redis is not ready yet; webhooks are answered 503 until it is'),
+    );
+  });
+
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
@@ -73,4 +83,24 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(registerHealthRoutes, { deps });
   await app.register(registerDeadLetterRoutes, { deps });
   return app;
+}
+
+/** Resolves once the connection is `ready`; rejects when it ends or `timeoutMs` passes first. */
+function waitUntilRedisReady(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  if (redis.status === 'end') return Promise.reject(new Error('the Redis connection is closed'));
+  return new Promise<void>((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      redis.off('end', onEnd);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReady = () => done();
+    const onEnd = () => done(new Error('the Redis connection closed'));
+    const timer = setTimeout(() => done(new Error(`Redis was not ready within ${timeoutMs} ms`)), timeoutMs);
+    redis.once('ready', onReady);
+    redis.once('end', onEnd);
+  });
 }

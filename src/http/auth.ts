@@ -9,8 +9,8 @@ export function operatorGuard(adminToken: string | undefined) {
   const expected = adminToken ? digest(adminToken) : undefined;
   return async (req: FastifyRequest): Promise<void> => {
     if (!expected) throw new AppError('OPERATOR_DISABLED', 'operator endpoints are disabled: set ADMIN_TOKEN to enable them');
-    const auth = req.headers.authorization;
-    const token = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is compared as sent.
+    const token = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
     if (!token || !timingSafeEqual(digest(token), expected)) {
       throw new AppError('UNAUTHORIZED', 'a valid operator token is required (Authorization: Bearer <ADMIN_TOKEN>)');
     }

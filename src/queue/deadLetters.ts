@@ -45,6 +45,10 @@ export class DeadLetterQueue {
 
   /** Records a job's final failure. Returns the dead letter id. */
   async record(queue: QueueName, job: Job, err: unknown, attemptsMade = job.attemptsMade + 1): Promise<number> {
+    return (await this.write(queue, job, err, attemptsMade)).id;
+  }
+
+  private async write(queue: QueueName, job: Job, err: unknown, attemptsMade: number): Promise<{ id: number; created: boolean }> {
     const error = err instanceof Error ? err : new Error(String(err));
     const data = (job.data ?? {}) as Record<string, unknown>;
     const { id, created } = await insertDeadLetter(this.deps.db, {
@@ -67,22 +71,25 @@ export class DeadLetterQueue {
         'Job dead-lettered',
       );
     }
-    return id;
+    return { id, created };
   }
 
   /**
-   * Records every finally-failed job still in a queue's failed set that is not recorded yet. Covers failures that
-   * happened while the recording worker was down (or that BullMQ decided without running the processor).
+   * Records every job still in a queue's failed set that is not recorded yet; returns how many it added. Covers
+   * failures that happened while the recording worker was down (or that BullMQ decided without running the processor).
+   *
+   * Every job in the failed set failed for good: BullMQ parks a job there only once it will not retry it. Its attempt
+   * count says nothing about that (an `UnrecoverableError` or too many stalls fail a job with attempts to spare).
    */
   async sweep(queueName: QueueName, queue: Queue, limit = 500): Promise<number> {
     const failed = await queue.getFailed(0, limit - 1);
     let recorded = 0;
     for (const job of failed) {
-      if (!job || !isFinalFailure(job, new Error(job.failedReason), true)) continue;
+      if (!job) continue;
       const reason = new Error(job.failedReason || 'failed');
       if (job.stacktrace?.length) reason.stack = job.stacktrace[job.stacktrace.length - 1];
-      await this.record(queueName, job, reason, job.attemptsMade);
-      recorded++;
+      const { created } = await this.write(queueName, job, reason, job.attemptsMade);
+      if (created) recorded++;
     }
     return recorded;
   }

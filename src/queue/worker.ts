@@ -8,6 +8,7 @@
  * validates job data against the catalog, maps permanent errors to `UnrecoverableError`, and writes the dead letter
  * *before* BullMQ is told a job failed for good (see `deadLetters.ts` for why that order matters).
  */
+import { pathToFileURL } from 'node:url';
 import { DelayedError, MetricsTime, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
@@ -181,8 +182,9 @@ export class WorkerPool {
   }
 
   /**
-   * Stops taking jobs and waits for active ones to finish, up to `timeoutMs`; then forces the close. A job cut off by
-   * the forced close is not lost: its lock expires and another worker runs it again. Idempotent.
+   * Stops taking jobs and waits for active ones to finish, up to `timeoutMs`; then stops waiting and cuts the workers'
+   * connections. A job cut off that way is not lost: its lock is no longer renewed, expires, and another worker runs it
+   * again. Idempotent.
    */
   close(timeoutMs = this.options.config.workers.shutdownTimeoutMs): Promise<void> {
     this.closing ??= (async () => {
@@ -195,8 +197,11 @@ export class WorkerPool {
       const result = await Promise.race([graceful, timeout]);
       clearTimeout(timer);
       if (result === 'timeout') {
-        this.options.logger.warn({ timeoutMs }, 'Active jobs did not finish in time; forcing workers to close');
-        await Promise.allSettled(entries.map(({ worker }) => worker.close(true)));
+        // Not `worker.close(true)`: once close() is under way BullMQ returns that same promise, which waits for the
+        // active jobs, so a forced close would wait as long as the graceful one.
+        this.options.logger.warn({ timeoutMs }, 'Active jobs did not finish in time; cutting the workers off');
+        for (const { connection } of entries) connection.disconnect();
+        return;
       }
       await Promise.allSettled(entries.map(({ connection }) => connection.quit().catch(() => connection.disconnect())));
     })();
@@ -204,23 +209,29 @@ export class WorkerPool {
   }
 }
 
-/** Parses `--queues a,b` (or `--queues=a,b`) from argv; undefined when absent. */
+/**
+ * Parses `--queues a,b` (or `--queues=a,b`) from argv into distinct queue names, in the order given; undefined when
+ * the flag is absent. A flag with no names (`--queues`, `--queues=`, `--queues ,`, `--queues --other`) is an error
+ * rather than an empty list: a worker process serving no queue would look healthy and do nothing.
+ */
 export function queuesFromArgv(argv: readonly string[]): QueueName[] | undefined {
   const i = argv.findIndex((a) => a === '--queues' || a.startsWith('--queues='));
   if (i < 0) return undefined;
-  const value = argv[i]!.includes('=') ? argv[i]!.split('=')[1]! : argv[i + 1];
-  if (!value) throw new AppError('VALIDATION_FAILED', '--queues needs a comma-separated list of queue names');
-  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const arg = argv[i]!;
+  const value = arg === '--queues' ? argv[i + 1] : arg.slice('--queues='.length);
+  const names = value === undefined || value.startsWith('-') ? [] : value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (!names.length) throw new AppError('VALIDATION_FAILED', `--queues needs a comma-separated list of queue names (${QUEUE_NAMES.join(', ')})`);
   for (const n of names) {
     if (!(QUEUE_NAMES as readonly string[]).includes(n)) {
       throw new AppError('UNKNOWN_QUEUE', `unknown queue "${n}" (known: ${QUEUE_NAMES.join(', ')})`);
     }
   }
-  return names as QueueName[];
+  return [...new Set(names)] as QueueName[];
 }
 
 // Run as a process of its own: `tsx src/queue/worker.ts [--queues a,b]`. Not awaited at top level: cli.ts imports
 // this module, and a top-level await here would leave that import cycle waiting on itself.
-if (import.meta.url === `file://${process.argv[1]}`) {
+// Compared as URLs, so a path with spaces or non-ASCII characters (percent-encoded in import.meta.url) still matches.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   void import('../cli.js').then(({ runFromCli }) => runFromCli(['worker', ...process.argv.slice(2)]));
 }

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { Db } from '../db/client.js';
 import { deleteUnqueuedEvent, insertEvent, markEventQueued } from '../db/events.js';
 import type { EventRow } from '../db/schema.js';
-import { AppError } from '../errors.js';
+import { AppError, isAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { jobIdFrom, type QueueRegistry } from '../queue/queues.js';
 import { verifyWebhookHmac } from './hmac.js';
@@ -39,7 +39,15 @@ export interface WebhookAccepted {
   jobId: string | null;
 }
 
-const SHOP_DOMAIN = /^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)+$/i;
+// DNS labels: letters, digits and inner hyphens. Stricter than the `events` job schema, so a domain accepted here is
+// never refused at enqueue time (which would turn a bad request into an endless 503).
+const SHOP_DOMAIN = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$/i;
+/** Longest object id kept; the `events` job schema allows no more. */
+const MAX_OBJECT_ID = 255;
+/** Characters PostgreSQL `jsonb` refuses: NUL and unpaired UTF-16 surrogates. */
+const UNSTORABLE_CHAR = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+/** The JSON escapes that can produce them (paired surrogates match too; they pass through unchanged). */
+const JSONB_UNSAFE_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function header(headers: WebhookRequest['headers'], name: string): string | undefined {
@@ -61,11 +69,26 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 function objectIdOf(payload: Record<string, unknown>): string | null {
   for (const key of ['id', 'token', 'inventory_item_id']) {
     const v = payload[key];
-    if (typeof v === 'string' || typeof v === 'number') return String(v);
+    if (typeof v === 'string' || typeof v === 'number') return String(v).slice(0, MAX_OBJECT_ID);
   }
   const customer = payload.customer as Record<string, unknown> | undefined;
-  if (customer && (typeof customer.id === 'number' || typeof customer.id === 'string')) return String(customer.id);
+  if (customer && (typeof customer.id === 'number' || typeof customer.id === 'string')) return String(customer.id).slice(0, MAX_OBJECT_ID);
   return null;
+}
+
+/**
+ * JSON.parse reviver making a payload storable in `jsonb`: U+0000 and unpaired surrogates become U+FFFD, in values and
+ * keys. Without it such a payload (valid JSON, correctly signed) fails to insert, is answered 503 and retried by
+ * Shopify until it gives up on the subscription.
+ */
+function storable(_key: string, value: unknown): unknown {
+  const clean = (s: string) => s.replace(UNSTORABLE_CHAR, '\uFFFD');
+  if (typeof value === 'string') return clean(value);
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    const entries = Object.entries(value);
+    if (entries.some(([k]) => clean(k) !== k)) return Object.fromEntries(entries.map(([k, v]) => [clean(k), v]));
+  }
+  return value;
 }
 
 /** Checks signature and shape; returns what is needed to persist, or throws a typed 4xx error. */
@@ -77,7 +100,9 @@ export function parseWebhook(req: WebhookRequest, secret: string) {
   }
   let payload: unknown;
   try {
-    payload = JSON.parse(utf8.decode(req.rawBody));
+    const text = utf8.decode(req.rawBody);
+    // The reviver costs; only payloads that need it pay for it.
+    payload = JSONB_UNSAFE_ESCAPE.test(text) ? JSON.parse(text, storable) : JSON.parse(text);
   } catch (err) {
     throw new AppError('INVALID_JSON', `request body is not valid JSON: ${(err as Error).message}`);
   }
@@ -168,11 +193,14 @@ export async function acceptWebhook(req: WebhookRequest, deps: IntakeDeps): Prom
     );
   } catch (err) {
     if (!duplicate) await deleteUnqueuedEvent(deps.db, row.id).catch(() => undefined);
+    // Data the catalog refuses will be refused on every retry: answer 4xx rather than have Shopify retry a 503.
+    if (isAppError(err) && err.permanent) throw err;
     log.error({ err: (err as Error).message }, 'Webhook not accepted: queue unavailable');
     throw new AppError('REDIS_UNAVAILABLE', 'the event could not be queued; retry later', { cause: err });
   }
   await markEventQueued(deps.db, row.id).catch((err: Error) =>
-    // The job is in Redis and the row exists: the event is safe. The status catches up on the next sweep.
+    // The job is in Redis and the row exists: the event is safe. The status catches up when the job is processed
+    // (markEventDone does not require `queued`).
     log.warn({ err: err.message }, 'Event queued but its status could not be updated'),
   );
   log.info({ eventRowId: row.id, jobId, duplicate }, duplicate ? 'Webhook re-queued (earlier attempt was not queued)' : 'Webhook accepted');

@@ -37,7 +37,7 @@ export async function registerDeadLetterRoutes(app: FastifyInstance, { deps }: {
     admin.get('/admin/dlq', async (req) => {
       const q = parse(listQuery, req.query, 'query');
       const items = await dlq.list(q);
-      const size = await dlq.count({ queue: q.queue, shopId: q.shopId });
+      const size = await dlq.count({ queue: q.queue, shopId: q.shopId, includeReplayed: q.includeReplayed });
       return { items, size, nextAfterId: items.length === q.limit ? items[items.length - 1]!.id : null };
     });
 

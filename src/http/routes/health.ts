@@ -51,8 +51,15 @@ export async function registerHealthRoutes(app: FastifyInstance, { deps }: { dep
     if (!redis.ok) {
       return reply.status(503).send({ redis: false, workers: workerStatus(), queues: null, dlq: { size: dlqSize } });
     }
-    const metrics = await collectQueueMetrics(QUEUE_NAMES.map((n) => deps.queues.get(n)), timeout * 5);
-    return { redis: true, workers: workerStatus(), queues: metrics.queues, processing: metrics.processing, dlq: { size: dlqSize } };
+    try {
+      const metrics = await collectQueueMetrics(QUEUE_NAMES.map((n) => deps.queues.get(n)), timeout * 5);
+      return { redis: true, workers: workerStatus(), queues: metrics.queues, processing: metrics.processing, dlq: { size: dlqSize } };
+    } catch (err) {
+      // Redis answered the ping but not the counts (overloaded, or gone in between): unavailable, not a server bug.
+      return reply
+        .status(503)
+        .send({ redis: true, workers: workerStatus(), queues: null, dlq: { size: dlqSize }, error: (err as Error).message });
+    }
   });
 }
 

@@ -6,10 +6,11 @@
  * derived from the webhook id, so a retry after a successful forward adds nothing.
  */
 import type { Db } from '../../db/client.js';
-import { upsertContact, type ContactInput, type ContactUpsertResult } from '../../db/contacts.js';
+import { findConsentChangeByRequest, upsertContact, type ContactInput, type ContactUpsertResult } from '../../db/contacts.js';
 import { markEventDone } from '../../db/events.js';
 import { markShopUninstalled, upsertShop } from '../../db/shops.js';
-import type { Shop } from '../../db/schema.js';
+import type { ConsentState, Shop } from '../../db/schema.js';
+import { isAppError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { normalizeEventContext, type CustomerContext, type EventContext } from '../../shopify/normalize.js';
 import { pickCountry, toE164 } from '../../shopify/phone.js';
@@ -80,7 +81,18 @@ export async function processEvent(data: JobData<'events'>, deps: EventsDeps, jo
   // The worker's job logger already carries queue, jobId, requestId and shopId.
   const log = deps.logger.child({ topic });
   const triggeredAt = data.triggeredAt ? new Date(data.triggeredAt) : null;
-  const result = await handle();
+  let result: EventOutcome;
+  try {
+    result = await handle();
+  } catch (err) {
+    // A permanent failure will not be retried: say so on the stored event instead of leaving it `queued` for ever.
+    if (data.webhookId && isAppError(err) && err.permanent) {
+      await markEventDone(deps.db, shopId, data.webhookId, { status: 'failed', outcome: 'failed', error: `${err.code}: ${err.message}` }).catch(
+        (markErr: Error) => log.warn({ err: markErr.message }, 'Could not mark the event failed'),
+      );
+    }
+    throw err;
+  }
   if (data.webhookId) {
     const status = result.outcome === 'ignored' ? 'ignored' : 'processed';
     await markEventDone(deps.db, shopId, data.webhookId, { status, outcome: result.outcome });
@@ -89,6 +101,8 @@ export async function processEvent(data: JobData<'events'>, deps: EventsDeps, jo
 
   async function handle(): Promise<EventOutcome> {
     if (topic === 'app/uninstalled') {
+      // The uninstall may be the first we hear of the shop; record it either way.
+      await upsertShop(deps.db, shopId);
       await markShopUninstalled(deps.db, shopId, triggeredAt ?? new Date());
       log.info('Shop uninstalled');
       return { outcome: 'shop_uninstalled' };
@@ -104,11 +118,12 @@ export async function processEvent(data: JobData<'events'>, deps: EventsDeps, jo
     }
     const { shop } = await upsertShop(deps.db, shopId);
     const input = contactInputFrom(context, shop, triggeredAt);
-    const sync = input ? await upsertContact(deps.db, shop.id, input, { requestId }) : null;
+    const upserted = input ? await upsertContact(deps.db, shop.id, input, { requestId }) : null;
     if (input?.shopifyCustomerId === null && input.phone === null) log.debug('Event has no usable customer identity');
-    if (sync?.consentChange) {
-      log.info({ contactId: sync.contact.id, consentFrom: sync.consentChange.from, consentTo: sync.consentChange.to }, 'Consent changed');
+    if (upserted?.consentChange) {
+      log.info({ contactId: upserted.contact.id, consentFrom: upserted.consentChange.from, consentTo: upserted.consentChange.to }, 'Consent changed');
     }
+    const sync = upserted && input ? await withEarlierConsentChange(upserted, input, requestId) : upserted;
     const contactId = sync?.contact.id ?? null;
     const forward = FORWARDED_TOPICS.has(topic) || sync?.consentChange?.to === 'subscribed';
     if (!forward) return { outcome: 'synced', contactId };
@@ -125,5 +140,16 @@ export async function processEvent(data: JobData<'events'>, deps: EventsDeps, jo
       { jobId: jobIdFrom('evt', data.webhookId ?? jobId) },
     );
     return { outcome: 'forwarded', automationsJobId, contactId };
+  }
+
+  /**
+   * On a retry the opt-in is already stored, so the upsert reports no change, yet the first run may have failed before
+   * forwarding it. The consent_changes row this request wrote tells the two cases apart.
+   */
+  async function withEarlierConsentChange(sync: ContactUpsertResult, input: ContactInput, reqId: string): Promise<ContactUpsertResult> {
+    if (sync.consentChange || !input.consent || sync.contact.smsConsent !== input.consent.state) return sync;
+    const earlier = await findConsentChangeByRequest(deps.db, sync.contact.id, reqId, input.consent.source);
+    if (!earlier || earlier.newState !== input.consent.state) return sync;
+    return { ...sync, consentChange: { from: (earlier.previousState ?? 'not_subscribed') as ConsentState, to: earlier.newState as ConsentState } };
   }
 }

@@ -1,0 +1,119 @@
+/**
+ * Intake: signed Shopify webhooks per second over HTTP, with p50/p99 latency, beside a bare endpoint that only calls
+ * `queue.add` with the same body. Both servers run as child processes on the same Redis, measured in the same run.
+ */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { signWebhook } from '../src/shopify/hmac.js';
+import { benchId, load, startChild, type Row } from './lib.js';
+
+export interface IntakeOptions {
+  redisUrl: string;
+  databaseUrl: string;
+  durationSec: number;
+  connections: number;
+}
+
+export async function benchIntake(o: IntakeOptions): Promise<{ rows: Row[]; summary: Record<string, number> }> {
+  const id = benchId();
+  const prefix = `smsblossom-bench:${id}`;
+  const schema = `bench_${id}`;
+  const secret = 'bench-secret';
+  const body = Buffer.from(fs.readFileSync(new URL('../test/fixtures/shopify/orders-paid.json', import.meta.url)));
+  const hmac = signWebhook(body, secret);
+  const env = {
+    REDIS_URL: o.redisUrl,
+    REDIS_PREFIX: prefix,
+    REDIS_EMBEDDED: 'false',
+    DATABASE_URL: o.databaseUrl,
+    DATABASE_SCHEMA: schema,
+    DATABASE_POOL_SIZE: String(Math.max(10, o.connections)),
+    SHOPIFY_API_SECRET: secret,
+    LOG_LEVEL: 'silent',
+    NODE_ENV: 'production',
+  };
+  const rows: Row[] = [];
+  const full = await startChild('bench/intakeServer.ts', ['full'], env);
+  let intake;
+  try {
+    intake = await load({
+      url: `http://127.0.0.1:${full.port}`,
+      connections: o.connections,
+      duration: o.durationSec,
+      requests: [
+        {
+          method: 'POST',
+          path: '/webhooks/shopify',
+          body,
+          setupRequest: (req) => ({
+            ...req,
+            headers: {
+              'content-type': 'application/json',
+              'x-shopify-topic': 'orders/paid',
+              'x-shopify-shop-domain': 'bench.myshopify.com',
+              'x-shopify-hmac-sha256': hmac,
+              'x-shopify-webhook-id': randomUUID(),
+            },
+          }),
+        },
+      ],
+    });
+  } finally {
+    await full.stop();
+  }
+
+  const bare = await startChild('bench/intakeServer.ts', ['bare'], env);
+  let baseline;
+  try {
+    baseline = await load({
+      url: `http://127.0.0.1:${bare.port}/bare`,
+      method: 'POST',
+      connections: o.connections,
+      duration: o.durationSec,
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+  } finally {
+    await bare.stop();
+  }
+
+  // Every 200 must be a stored event and a queued job: a benchmark that loses work measures nothing.
+  const client = new pg.Client({ connectionString: o.databaseUrl });
+  await client.connect();
+  const stored = Number((await client.query(`SELECT count(*) AS n FROM "${schema}".events WHERE status = 'queued'`)).rows[0].n);
+  await client.query(`DROP SCHEMA "${schema}" CASCADE`);
+  await client.end();
+  const redis = new Redis(o.redisUrl);
+  const queued = await redis.llen(`${prefix}:events:wait`);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) await redis.del(...keys);
+  } while (cursor !== '0');
+  redis.disconnect();
+
+  const accepted = intake.total - intake.non2xx - intake.errors;
+  rows.push(
+    { section: 'intake', metric: 'signed webhooks/s', value: intake.requestsPerSec, unit: 'req/s', baseline: baseline.requestsPerSec, note: 'baseline: bare queue.add endpoint' },
+    { section: 'intake', metric: 'p50 latency', value: intake.p50, unit: 'ms', baseline: baseline.p50 },
+    { section: 'intake', metric: 'p99 latency', value: intake.p99, unit: 'ms', baseline: baseline.p99 },
+    { section: 'intake', metric: 'accepted / stored+queued', value: accepted, unit: 'webhooks', baseline: stored, note: `non-2xx ${intake.non2xx}, errors ${intake.errors}, jobs waiting ${queued}` },
+  );
+  return {
+    rows,
+    summary: {
+      intakeRps: intake.requestsPerSec,
+      intakeP50: intake.p50,
+      intakeP99: intake.p99,
+      bareRps: baseline.requestsPerSec,
+      bareP50: baseline.p50,
+      bareP99: baseline.p99,
+      ratio: intake.requestsPerSec / baseline.requestsPerSec,
+      accepted,
+      stored,
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/** Named database operations on `checkouts`: abandonments and their recovery. */
+import { and, eq, sql } from 'drizzle-orm';
+import type { Db } from './client.js';
+import { checkouts, type Checkout } from './schema.js';
+
+/** Records a checkout update; the first sighting fixes `abandoned_at`. */
+export async function upsertCheckout(
+  db: Db,
+  shopId: number,
+  c: { token: string; contactId: number | null; recoveryUrl: string | null; seenAt: Date; completedAt: Date | null },
+): Promise<Checkout> {
+  const [row] = await db
+    .insert(checkouts)
+    .values({ shopId, token: c.token, contactId: c.contactId, recoveryUrl: c.recoveryUrl, abandonedAt: c.seenAt, lastSeenAt: c.seenAt, completedAt: c.completedAt })
+    .onConflictDoUpdate({
+      target: [checkouts.shopId, checkouts.token],
+      set: {
+        contactId: sql`coalesce(excluded.contact_id, ${checkouts.contactId})`,
+        recoveryUrl: sql`coalesce(excluded.recovery_url, ${checkouts.recoveryUrl})`,
+        lastSeenAt: sql`greatest(excluded.last_seen_at, ${checkouts.lastSeenAt})`,
+        completedAt: sql`coalesce(${checkouts.completedAt}, excluded.completed_at)`,
+      },
+    })
+    .returning();
+  return row!;
+}
+
+/** Marks a checkout recovered (an order carried its token); creates the row if the order came first. */
+export async function completeCheckout(db: Db, shopId: number, token: string, at: Date): Promise<void> {
+  await db
+    .insert(checkouts)
+    .values({ shopId, token, abandonedAt: at, lastSeenAt: at, completedAt: at })
+    .onConflictDoUpdate({
+      target: [checkouts.shopId, checkouts.token],
+      set: { completedAt: sql`coalesce(${checkouts.completedAt}, excluded.completed_at)` },
+    });
+}
+
+export async function getCheckout(db: Db, shopId: number, token: string): Promise<Checkout | undefined> {
+  const [row] = await db
+    .select()
+    .from(checkouts)
+    .where(and(eq(checkouts.shopId, shopId), eq(checkouts.token, token)));
+  return row;
+}

@@ -1,0 +1,243 @@
+/**
+ * Named database operations on `messages` and `message_skips`.
+ *
+ * The message row is the source of truth for "was this sent?": it is created (unique idempotency key) before any
+ * send, claimed with a conditional UPDATE (`queued` → `sending`) so only one worker can send it, and only ever moves
+ * forward (`delivered` is final).
+ */
+import { and, eq, gt, inArray, or, sql } from 'drizzle-orm';
+import type { Db } from './client.js';
+import { contacts, messages, messageSkips, type Message, type MessageKind } from './schema.js';
+
+export interface NewMessage {
+  shopId: number;
+  contactId: number | null;
+  automationId?: number | null;
+  campaignId?: string | null;
+  kind: MessageKind;
+  trigger: string | null;
+  idempotencyKey: string;
+  toPhone: string | null;
+  sender: string | null;
+  body: string;
+  encoding: 'GSM-7' | 'UCS-2';
+  segments: number;
+  costEstimate: number;
+  renderWarnings: string[];
+  scheduledFor: Date | null;
+  requestId: string | null;
+}
+
+export type ReserveResult =
+  | { outcome: 'created'; message: Message }
+  | { outcome: 'duplicate'; message: Message }
+  | { outcome: 'capped'; recent: number };
+
+/** Statuses that count toward a frequency cap: anything that was or may still be sent. */
+const COUNTED = ['queued', 'sending', 'sent', 'delivered'] as const;
+
+/**
+ * Creates the message unless one with the same idempotency key exists, and — for capped messages — unless the contact
+ * already has `cap.max` marketing messages in the window. The contact row is locked for the transaction, so
+ * concurrent reservations for one contact are serialised and the cap holds exactly.
+ */
+export async function reserveMessage(db: Db, m: NewMessage, cap: { max: number; windowHours: number } | null): Promise<ReserveResult> {
+  return db.transaction(async (tx) => {
+    if (m.contactId !== null) {
+      await tx.select({ id: contacts.id }).from(contacts).where(eq(contacts.id, m.contactId)).for('update');
+    }
+    const [existing] = await tx
+      .select()
+      .from(messages)
+      .where(and(eq(messages.shopId, m.shopId), eq(messages.idempotencyKey, m.idempotencyKey)));
+    if (existing) return { outcome: 'duplicate', message: existing };
+    if (cap && m.contactId !== null) {
+      const since = new Date((m.scheduledFor ?? new Date()).getTime() - cap.windowHours * 3_600_000);
+      const [row] = await tx
+        .select({ n: sql<number>`count(*)::int` })
+        .from(messages)
+        .where(
+          and(
+            eq(messages.shopId, m.shopId),
+            eq(messages.contactId, m.contactId),
+            eq(messages.kind, 'marketing'),
+            inArray(messages.status, [...COUNTED]),
+            gt(sql`coalesce(${messages.scheduledFor}, ${messages.createdAt})`, since),
+          ),
+        );
+      const recent = Number(row?.n ?? 0);
+      if (recent >= cap.max) return { outcome: 'capped', recent };
+    }
+    const [created] = await tx
+      .insert(messages)
+      .values({ ...m, costEstimate: m.costEstimate.toFixed(4) })
+      .returning();
+    return { outcome: 'created', message: created! };
+  });
+}
+
+export async function getMessage(db: Db, id: number): Promise<Message | undefined> {
+  const [row] = await db.select().from(messages).where(eq(messages.id, id));
+  return row;
+}
+
+/** `queued` → `sending`, for exactly one caller. Returns the claimed row, or undefined if it was not `queued`. */
+export async function claimForSending(db: Db, id: number, provider: string): Promise<Message | undefined> {
+  const [row] = await db
+    .update(messages)
+    .set({ status: 'sending', provider, sendingAt: sql`now()`, sendAttempts: sql`${messages.sendAttempts} + 1`, updatedAt: sql`now()` })
+    .where(and(eq(messages.id, id), eq(messages.status, 'queued')))
+    .returning();
+  return row;
+}
+
+/** Back to `queued` after a failure that certainly did not reach the provider, so a retry may send it. */
+export async function releaseClaim(db: Db, id: number, error: { code: string; text: string }): Promise<void> {
+  await db
+    .update(messages)
+    .set({ status: 'queued', errorCode: error.code, errorText: error.text, updatedAt: sql`now()` })
+    .where(and(eq(messages.id, id), eq(messages.status, 'sending')));
+}
+
+export async function markSent(db: Db, id: number, providerMessageId: string, at: Date): Promise<void> {
+  await db
+    .update(messages)
+    .set({
+      status: sql`CASE WHEN ${messages.status} IN ('delivered', 'failed') THEN ${messages.status} ELSE 'sent' END`,
+      providerMessageId: sql`coalesce(${messages.providerMessageId}, ${providerMessageId})`,
+      sentAt: sql`coalesce(${messages.sentAt}, ${at.toISOString()}::timestamptz)`,
+      errorCode: null,
+      errorText: null,
+      updatedAt: sql`now()`,
+    })
+    .where(eq(messages.id, id));
+}
+
+export async function markFailed(db: Db, id: number, error: { code: string; text: string }): Promise<void> {
+  await db
+    .update(messages)
+    .set({ status: 'failed', errorCode: error.code, errorText: error.text, failedAt: sql`now()`, updatedAt: sql`now()` })
+    .where(and(eq(messages.id, id), inArray(messages.status, ['queued', 'sending', 'sent'])));
+}
+
+/** A queued message that will not be sent (consent withdrawn, checkout recovered, shop uninstalled, ...). */
+export async function markNotSent(db: Db, id: number, status: 'skipped' | 'cancelled', reason: string): Promise<boolean> {
+  const rows = await db
+    .update(messages)
+    .set({ status, errorCode: reason, updatedAt: sql`now()` })
+    .where(and(eq(messages.id, id), eq(messages.status, 'queued')))
+    .returning({ id: messages.id });
+  return rows.length > 0;
+}
+
+export interface DeliveryReportUpdate {
+  providerMessageId: string | null;
+  /** Our message id, echoed by the provider. */
+  reference: string | null;
+  status: 'delivered' | 'failed' | 'pending';
+  errorCode: string | null;
+  at: Date;
+}
+
+/**
+ * Applies a delivery report. Reports only move a message forward: `delivered` is final, and a late `failed` never
+ * overrides it. A report is also the reconciliation of an ambiguous send: a message still `sending` that gets a report
+ * was accepted by the provider. Returns undefined when no message matches.
+ */
+export async function applyDeliveryReport(
+  db: Db,
+  provider: string,
+  r: DeliveryReportUpdate,
+): Promise<{ message: Message; changed: boolean } | undefined> {
+  const refId = r.reference && /^\d{1,18}$/.test(r.reference) ? Number(r.reference) : null;
+  const match = or(
+    r.providerMessageId ? and(eq(messages.provider, provider), eq(messages.providerMessageId, r.providerMessageId)) : undefined,
+    refId !== null ? eq(messages.id, refId) : undefined,
+  );
+  if (!match) return undefined;
+  const [current] = await db.select().from(messages).where(match).limit(1);
+  if (!current) return undefined;
+  const from =
+    r.status === 'delivered'
+      ? (['sending', 'sent', 'failed'] as const)
+      : r.status === 'failed'
+        ? (['sending', 'sent'] as const)
+        : (['sending'] as const);
+  const set =
+    r.status === 'delivered'
+      ? { status: 'delivered' as const, deliveredAt: r.at, sentAt: sql`coalesce(${messages.sentAt}, ${r.at.toISOString()}::timestamptz)`, errorCode: null, errorText: null }
+      : r.status === 'failed'
+        ? { status: 'failed' as const, failedAt: r.at, errorCode: r.errorCode ?? 'DELIVERY_FAILED', errorText: 'delivery report: failed' }
+        : { status: 'sent' as const, sentAt: sql`coalesce(${messages.sentAt}, ${r.at.toISOString()}::timestamptz)` };
+  const [updated] = await db
+    .update(messages)
+    .set({
+      ...set,
+      providerMessageId: r.providerMessageId ? sql`coalesce(${messages.providerMessageId}, ${r.providerMessageId})` : undefined,
+      updatedAt: sql`now()`,
+    })
+    .where(and(eq(messages.id, current.id), inArray(messages.status, [...from])))
+    .returning();
+  return updated ? { message: updated, changed: true } : { message: current, changed: false };
+}
+
+export interface NewSkip {
+  shopId: number;
+  contactId: number | null;
+  automationId?: number | null;
+  campaignId?: string | null;
+  messageId?: number | null;
+  trigger: string | null;
+  objectId: string | null;
+  reason: string;
+  detail?: string | null;
+  requestId: string | null;
+}
+
+export async function recordSkip(db: Db, s: NewSkip): Promise<void> {
+  await db.insert(messageSkips).values(s);
+}
+
+export async function listSkips(db: Db, shopId: number, contactId?: number) {
+  return db
+    .select()
+    .from(messageSkips)
+    .where(and(eq(messageSkips.shopId, shopId), contactId ? eq(messageSkips.contactId, contactId) : undefined))
+    .orderBy(messageSkips.id);
+}
+
+export async function listMessagesForContact(db: Db, shopId: number, contactId: number): Promise<Message[]> {
+  return db
+    .select()
+    .from(messages)
+    .where(and(eq(messages.shopId, shopId), eq(messages.contactId, contactId)))
+    .orderBy(messages.id);
+}
+
+/** The shop that last texted this phone from this sender: where a reply to that sender belongs. */
+export async function shopForReply(db: Db, phone: string, sender: string | null): Promise<{ shopId: number; contactId: number } | undefined> {
+  const [row] = await db
+    .select({ shopId: messages.shopId, contactId: messages.contactId })
+    .from(messages)
+    .where(and(eq(messages.toPhone, phone), sender ? eq(messages.sender, sender) : undefined))
+    .orderBy(sql`${messages.createdAt} DESC`)
+    .limit(1);
+  return row && row.contactId !== null ? { shopId: row.shopId, contactId: row.contactId } : undefined;
+}
+
+/** Send times (ms) of the contact's marketing messages since `since`, for the rule pipeline's advisory cap check. */
+export async function recentMarketingSends(db: Db, shopId: number, contactId: number, since: Date): Promise<number[]> {
+  const rows = await db
+    .select({ at: sql<Date>`coalesce(${messages.scheduledFor}, ${messages.createdAt})` })
+    .from(messages)
+    .where(
+      and(
+        eq(messages.shopId, shopId),
+        eq(messages.contactId, contactId),
+        eq(messages.kind, 'marketing'),
+        inArray(messages.status, [...COUNTED]),
+        gt(sql`coalesce(${messages.scheduledFor}, ${messages.createdAt})`, since),
+      ),
+    );
+  return rows.map((r) => new Date(r.at).getTime());
+}

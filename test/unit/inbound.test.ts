@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { classifyInbound, parseInbound } from '../../src/messages/inbound.js';
+import { isAppError } from '../../src/errors.js';
+
+describe('classifyInbound', () => {
+  it.each(['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT'])('%s opts out', (word) => {
+    expect(classifyInbound(word)).toBe('stop');
+    expect(classifyInbound(word.toLowerCase())).toBe('stop');
+  });
+
+  it.each(['START', 'YES', 'UNSTOP'])('%s opts back in', (word) => {
+    expect(classifyInbound(word)).toBe('start');
+    expect(classifyInbound(word.toLowerCase())).toBe('start');
+  });
+
+  it.each(['HELP', 'INFO'])('%s asks for help', (word) => {
+    expect(classifyInbound(word)).toBe('help');
+  });
+
+  it.each([
+    ['Stop', 'stop'],
+    ['  stop  ', 'stop'],
+    ['\n\tSTOP\r\n', 'stop'],
+    ['STOP!', 'stop'],
+    ['"stop."', 'stop'],
+    ['...Stop...', 'stop'],
+    ['sToP', 'stop'],
+    ['stop please', 'stop'],
+    ['STOP sending me these', 'stop'],
+    ['Stop, thanks', 'stop'],
+    ['STOP,thanks', 'stop'],
+    ['ＳＴＯＰ', 'stop'],
+    ['unstop', 'start'],
+    ['Yes!', 'start'],
+    ['help?', 'help'],
+    ['Info me', 'help'],
+  ] as const)('%j → %s', (text, expected) => {
+    expect(classifyInbound(text)).toBe(expected);
+  });
+
+  it.each([
+    '',
+    '   ',
+    '!!!',
+    'Please stop',
+    "don't stop",
+    'stopping by later',
+    'STOPP',
+    'yesterday',
+    'helpful, thanks',
+    'Thanks for the update',
+    'S T O P',
+  ])('%j is not a keyword', (text) => {
+    expect(classifyInbound(text)).toBeNull();
+  });
+});
+
+describe('parseInbound', () => {
+  it('reads the common JSON shape and normalises numbers to E.164', () => {
+    expect(parseInbound({ from: '41791234567', to: '+41 79 765 43 21', text: ' STOP ', messageId: 'in-1' })).toEqual({
+      from: '+41791234567',
+      to: '+41797654321',
+      text: 'STOP',
+      providerMessageId: 'in-1',
+    });
+  });
+
+  it.each([
+    [{ sender: '+12015550123', recipient: '+12015550100', message: 'hi', id: 'i' }],
+    [{ msisdn: '12015550123', destination: '0012015550100', body: 'hi', message_id: 'i' }],
+    [{ Sender: '+1 (201) 555-0123', Recipient: '+1 201 555 0100', Text: 'hi', MessageId: 'i' }],
+  ])('accepts the spellings in %j', (input) => {
+    expect(parseInbound(input)).toEqual({ from: '+12015550123', to: '+12015550100', text: 'hi', providerMessageId: 'i' });
+  });
+
+  it('accepts query-string input (arrays take their first value) and a missing id', () => {
+    const query = { msisdn: ['447400123456', '447400999999'], to: '12345', text: 'Help' };
+    expect(parseInbound(query)).toEqual({ from: '+447400123456', to: '12345', text: 'Help', providerMessageId: null });
+  });
+
+  it('keeps short codes and alphanumeric senders as they are', () => {
+    expect(parseInbound({ from: 'Blossom', to: '78788', text: 'x' })).toMatchObject({ from: 'Blossom', to: '78788' });
+  });
+
+  it('accepts an empty text when the field is present', () => {
+    expect(parseInbound({ from: '+12015550123', to: '+12015550100', text: '' }).text).toBe('');
+  });
+
+  it.each([
+    [{ to: '+12015550100', text: 'STOP' }, 'from'],
+    [{ from: '', to: '+12015550100', text: 'STOP' }, 'from'],
+    [{ from: '+12015550123', text: 'STOP' }, 'to'],
+    [{ from: '+12015550123', to: '+12015550100' }, 'text'],
+    [{ from: '+12015550123', to: '+12015550100', text: { nested: true } }, 'text'],
+  ])('names the missing field in %j', (input, field) => {
+    let err: unknown;
+    try {
+      parseInbound(input);
+    } catch (e) {
+      err = e;
+    }
+    expect(isAppError(err, 'VALIDATION_FAILED')).toBe(true);
+    expect(err).toMatchObject({ details: { field } });
+    expect((err as Error).message).toContain(field);
+  });
+});
