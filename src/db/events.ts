@@ -15,6 +15,20 @@ export interface NewEvent {
   requestId: string;
 }
 
+/** What intake needs back from an insert: everything but the payload (reading it back would parse it again). */
+const stored = {
+  id: events.id,
+  shopDomain: events.shopDomain,
+  topic: events.topic,
+  objectId: events.objectId,
+  webhookId: events.webhookId,
+  eventId: events.eventId,
+  triggeredAt: events.triggeredAt,
+  requestId: events.requestId,
+  status: events.status,
+};
+export type StoredEvent = Pick<EventRow, keyof typeof stored>;
+
 /**
  * Inserts the event unless one with the same webhook id (or the same event id for the topic) exists.
  * Returns the new row, or `existing` with the row that made it a duplicate.
@@ -22,11 +36,11 @@ export interface NewEvent {
 export async function insertEvent(
   db: Db,
   event: NewEvent,
-): Promise<{ inserted: EventRow; existing?: undefined } | { inserted?: undefined; existing: EventRow }> {
-  const [inserted] = await db.insert(events).values(event).onConflictDoNothing().returning();
+): Promise<{ inserted: StoredEvent; existing?: undefined } | { inserted?: undefined; existing: StoredEvent }> {
+  const [inserted] = await db.insert(events).values(event).onConflictDoNothing().returning(stored);
   if (inserted) return { inserted };
   const [existing] = await db
-    .select()
+    .select(stored)
     .from(events)
     .where(
       and(

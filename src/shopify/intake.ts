@@ -8,8 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Db } from '../db/client.js';
-import { deleteUnqueuedEvent, insertEvent, markEventQueued } from '../db/events.js';
-import type { EventRow } from '../db/schema.js';
+import { deleteUnqueuedEvent, insertEvent, markEventQueued, type StoredEvent } from '../db/events.js';
 import { AppError, isAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { jobIdFrom, type QueueRegistry } from '../queue/queues.js';
@@ -144,7 +143,7 @@ export async function acceptWebhook(req: WebhookRequest, deps: IntakeDeps): Prom
   const log = deps.logger.child({ requestId: req.requestId, shopId: w.shopDomain, topic: w.topic, webhookId: w.webhookId });
   const objectId = objectIdOf(w.payload);
 
-  let row: EventRow;
+  let row: StoredEvent;
   let duplicate = false;
   try {
     const result = await insertEvent(deps.db, {
@@ -180,7 +179,7 @@ export async function acceptWebhook(req: WebhookRequest, deps: IntakeDeps): Prom
           topic: row.topic,
           shopId: row.shopDomain,
           objectId: row.objectId,
-          raw: row.payload ?? w.payload,
+          raw: w.payload,
           webhookId: row.webhookId,
           ...(row.eventId ? { eventId: row.eventId } : {}),
           ...(row.triggeredAt ? { triggeredAt: row.triggeredAt.toISOString() } : {}),
