@@ -124,6 +124,8 @@ export interface Config {
     readonly costPerSegment: number;
     /** Base URL Mitto calls back (delivery reports, inbound); defaults to http://localhost:PORT. */
     readonly publicUrl: string;
+    /** False when PUBLIC_URL is unset: the service then uses the address it actually listens on. */
+    readonly publicUrlWasSet: boolean;
     /** Secret in the callback URLs; without it, callbacks are refused. */
     readonly dlrToken: string;
     readonly dlrHmacSecret: string | undefined;
@@ -204,6 +206,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       sandboxPort: e.SANDBOX_PORT,
       costPerSegment: e.SMS_COST_PER_SEGMENT,
       publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+      publicUrlWasSet: e.PUBLIC_URL !== undefined,
       dlrToken: e.DLR_TOKEN ?? createHash('sha256').update(`dlr:${e.SHOPIFY_API_SECRET ?? DEV_SHOPIFY_SECRET}`).digest('hex').slice(0, 32),
       dlrHmacSecret: e.DLR_HMAC_SECRET,
       reconcileDelayMs: e.DELIVERY_RECONCILE_DELAY_MS,

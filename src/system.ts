@@ -16,7 +16,11 @@ import { DeadLetterQueue } from './queue/deadLetters.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from './queue/embeddedRedis.js';
 import { QueueRegistry } from './queue/queues.js';
 import { assertRedisReachable, getRedisConnection, redactUrl } from './queue/redis.js';
-import { WorkerPool, type ProcessorMap } from './queue/worker.js';
+import { WorkerPool, type ProcessorMap, type Services } from './queue/worker.js';
+import { createRenderer } from './messages/render.js';
+import { createMittoProvider } from './messages/providers/mitto.js';
+import type { SmsProvider } from './messages/providers/types.js';
+import { createSandbox, type Sandbox } from './sandbox/server.js';
 
 export interface SystemOptions {
   config: Config;
@@ -28,6 +32,8 @@ export interface SystemOptions {
   listen?: boolean;
   logger?: Logger;
   processors?: ProcessorMap;
+  /** Use this provider instead of the configured one (tests). */
+  provider?: SmsProvider;
 }
 
 export interface System {
@@ -39,6 +45,9 @@ export interface System {
   readonly deadLetters: DeadLetterQueue;
   readonly pool: WorkerPool;
   readonly app: FastifyInstance | undefined;
+  /** The bundled Mitto-compatible server, when SMS_PROVIDER=sandbox and this process runs delivery. */
+  readonly sandbox: Sandbox | undefined;
+  readonly services: Services;
   /** `http://host:port` once listening. */
   readonly url: string | undefined;
   stop(): Promise<void>;
@@ -84,24 +93,44 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     await queues.get('events').waitUntilReady();
     const deadLetters = new DeadLetterQueue({ db: db.db, queues, logger });
 
-    const pool = new WorkerPool({ config, db, queues, logger, deadLetters, processors: options.processors });
-    cleanups.push(() => pool.close());
-    const served = await pool.start(options.workers);
-    if (options.workers.length) logger.info({ queues: served, prefix: config.redis.prefix }, 'Workers started');
-
+    // HTTP first: when PUBLIC_URL is unset, delivery-report callbacks go to the address we really listen on.
     let app: FastifyInstance | undefined;
     let url: string | undefined;
+    const services: Services = { renderer: createRenderer(), publicUrl: config.sms.publicUrl };
+    const pool = new WorkerPool({ config, db, queues, logger, deadLetters, processors: options.processors, services });
     if (options.api) {
       app = await buildApp({ config, logger, db, queues, deadLetters, workers: pool });
       const built = app;
       cleanups.push(() => built.close());
       if (options.listen !== false) {
         url = await app.listen({ port: config.http.port, host: config.http.host });
+        if (!config.sms.publicUrlWasSet) services.publicUrl = `http://127.0.0.1:${new URL(url).port}`;
         logger.info({ url, redis: redactUrl(config.redis.url), database: db.kind }, 'SMS Blossom is listening');
       } else {
         await app.ready();
       }
     }
+
+    let sandbox: Sandbox | undefined;
+    if (options.workers.includes('delivery')) {
+      if (options.provider) {
+        services.provider = options.provider;
+      } else {
+        let baseUrl = config.sms.mittoApiUrl;
+        if (config.sms.provider === 'sandbox') {
+          const sb = await createSandbox({ apiKey: config.sms.mittoApiKey, logger });
+          sandbox = sb;
+          cleanups.push(() => sb.close());
+          baseUrl = await sb.listen(config.sms.sandboxPort, '127.0.0.1');
+          logger.info({ sandbox: baseUrl }, 'SMS provider: the bundled Mitto sandbox (set MITTO_API_KEY to send for real)');
+        }
+        services.provider = createMittoProvider({ baseUrl, apiKey: config.sms.mittoApiKey, timeoutMs: config.sms.timeoutMs });
+      }
+    }
+
+    cleanups.push(() => pool.close());
+    const served = await pool.start(options.workers);
+    if (options.workers.length) logger.info({ queues: served, prefix: config.redis.prefix }, 'Workers started');
 
     let stopping: Promise<void> | undefined;
     return {
@@ -114,6 +143,8 @@ export async function startSystem(options: SystemOptions): Promise<System> {
       pool,
       app,
       url,
+      sandbox,
+      services,
       stop() {
         stopping ??= runCleanups();
         return stopping;

@@ -13,6 +13,7 @@ import { newRequestId, type QueueRegistry } from '../queue/queues.js';
 import type { WorkerPool } from '../queue/worker.js';
 import { registerDeadLetterRoutes } from './routes/deadLetters.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerMittoRoutes } from './routes/mitto.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 
 export interface AppDeps {
@@ -81,6 +82,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(registerWebhookRoutes, { deps });
   await app.register(registerHealthRoutes, { deps });
+  await app.register(registerMittoRoutes, { deps });
   await app.register(registerDeadLetterRoutes, { deps });
   return app;
 }

@@ -73,6 +73,8 @@ export const deliveryJobSchema = z.object({
   messageId: z.string().max(40).optional(),
   template: z.string().max(5000).optional(),
   context: z.record(z.string(), z.unknown()).default({}),
+  /** Times this job has waited for a delivery report after a send whose outcome was unknown. */
+  reconcileRound: z.number().int().min(0).optional(),
   ...stamps,
 });
 

@@ -16,15 +16,31 @@ import type { Database } from '../db/client.js';
 import { AppError, isAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DeadLetterQueue, isFinalFailure } from './deadLetters.js';
+import type { Renderer } from '../messages/render.js';
+import type { SmsProvider } from '../messages/providers/types.js';
+import { evaluateAutomation } from './processors/automations.js';
+import { processDelivery, type DeliveryControl } from './processors/delivery.js';
 import { processEvent } from './processors/events.js';
 import { parseJobData, QUEUE_NAMES, type JobData, type QueueName, type QueueRegistry } from './queues.js';
 import { getRedisConnection } from './redis.js';
+
+/** Long-lived collaborators built once per process and handed to processors. */
+export interface Services {
+  renderer: Renderer;
+  /** Present in processes that serve `delivery`. */
+  provider?: SmsProvider;
+  /** Base URL the provider calls back (PUBLIC_URL, else the address the API listens on). */
+  publicUrl: string;
+}
 
 export interface ProcessorContext {
   db: Database;
   queues: QueueRegistry;
   logger: Logger;
   config: Config;
+  services: Services;
+  /** The lock token of the job being processed (for `moveToDelayed`). */
+  token: string | undefined;
 }
 
 export type Processor<Q extends QueueName> = (job: Job, data: JobData<Q>, ctx: ProcessorContext) => Promise<unknown>;
@@ -33,7 +49,50 @@ export type ProcessorMap = { [Q in QueueName]?: Processor<Q> };
 /** Processors that exist today; a queue without one is not served (never a placeholder that pretends to succeed). */
 export const PROCESSORS: ProcessorMap = {
   events: (job, data, ctx) => processEvent(data, { db: ctx.db.db, queues: ctx.queues, logger: ctx.logger }, String(job.id)),
+  automations: (_job, data, ctx) =>
+    evaluateAutomation(data, {
+      db: ctx.db.db,
+      queues: ctx.queues,
+      logger: ctx.logger,
+      renderer: ctx.services.renderer,
+      sms: ctx.config.sms,
+    }),
+  delivery: (job, data, ctx) => {
+    const { provider } = ctx.services;
+    if (!provider) throw new AppError('INTERNAL', 'this process serves delivery without an SMS provider');
+    const sms = ctx.config.sms;
+    return processDelivery(
+      data,
+      {
+        db: ctx.db.db,
+        provider,
+        logger: ctx.logger,
+        callbackUrl: (id) => `${ctx.services.publicUrl}/webhooks/mitto/dlr?token=${encodeURIComponent(sms.dlrToken)}&ref=${id}`,
+        reconcileDelayMs: sms.reconcileDelayMs,
+        reconcileAttempts: sms.reconcileAttempts,
+      },
+      deliveryControl(job, ctx),
+    );
+  },
 };
+
+/** BullMQ's ways of putting a job off, behind the processor's queue-agnostic interface. */
+function deliveryControl(job: Job, ctx: ProcessorContext): DeliveryControl {
+  return {
+    attemptsMade: job.attemptsMade,
+    maxAttempts: job.opts.attempts ?? 1,
+    reconcileRound: Number(job.data?.reconcileRound ?? 0),
+    async deferUntil(at, reconcileRound) {
+      if (reconcileRound !== undefined) await job.updateData({ ...job.data, reconcileRound });
+      await job.moveToDelayed(at.getTime(), ctx.token);
+      throw new DelayedError();
+    },
+    async rateLimited(ms) {
+      await ctx.queues.get('delivery').rateLimit(ms);
+      throw Worker.RateLimitError();
+    },
+  };
+}
 
 /** Errors BullMQ uses for control flow; they are not failures and must pass through untouched. */
 const CONTROL_FLOW_ERRORS = new Set(['DelayedError', 'RateLimitError', 'WaitingChildrenError', 'WaitingError']);
@@ -51,6 +110,7 @@ export interface WorkerPoolOptions {
   logger: Logger;
   deadLetters: DeadLetterQueue;
   processors?: ProcessorMap;
+  services: Services;
   /** How long a dead-letter write that failed is put off before the job runs again (ms). */
   deadLetterRetryDelayMs?: number;
 }
@@ -89,7 +149,7 @@ export class WorkerPool {
   private startOne<Q extends QueueName>(name: Q): void {
     const { config, logger, deadLetters } = this.options;
     const processor = this.processors[name] as Processor<Q>;
-    const ctx: ProcessorContext = { db: this.options.db, queues: this.options.queues, logger, config };
+    const ctx: ProcessorContext = { db: this.options.db, queues: this.options.queues, logger, config, services: this.options.services, token: undefined };
     const connection = getRedisConnection({ url: config.redis.url }, 'worker', { connectionName: `smsblossom-worker-${name}` });
     connection.on('error', (err) => logger.warn({ queue: name, err: err.message }, 'Worker Redis connection error'));
     const retryDelay = this.options.deadLetterRetryDelayMs ?? 30_000;
@@ -98,7 +158,7 @@ export class WorkerPool {
       const jobLogger = logger.child({ queue: name, jobId: job.id, requestId: job.data?.requestId, shopId: job.data?.shopId });
       try {
         const data = parseJobData(name, job.name, job.data);
-        return await processor(job, data, { ...ctx, logger: jobLogger });
+        return await processor(job, data, { ...ctx, logger: jobLogger, token });
       } catch (err) {
         if (CONTROL_FLOW_ERRORS.has((err as Error)?.name)) throw err;
         if (isFinalFailure(job, err)) {
@@ -122,6 +182,8 @@ export class WorkerPool {
       concurrency: config.workers.concurrency[name],
       autorun: true,
       metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
+      // Delivery always has a limiter: the configured messages per second, and the one a provider's 429 imposes.
+      ...(name === 'delivery' ? { limiter: { max: config.sms.ratePerSecond || 1_000_000, duration: 1000 } } : {}),
     });
     worker.on('error', (err) => logger.error({ queue: name, err: err.message }, 'Worker error'));
     worker.on('completed', (job) => {

@@ -54,6 +54,8 @@ interface ShopSettings {
   quietHours?: { enabled?: boolean; start?: string; end?: string };
   frequencyCap?: { max: number; windowHours: number } | null;
   locale?: string;
+  /** First sentence of the HELP auto-reply. */
+  helpText?: string;
 }
 
 export function shopSettings(shop: Shop): ShopSettings {

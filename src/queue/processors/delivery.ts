@@ -162,6 +162,8 @@ async function recheckAtSendTime(
 ): Promise<{ status: 'skipped' | 'cancelled'; reason: string } | null> {
   const shop = await getShopByDomain(deps.db, data.shopId);
   if (!shop || shop.uninstalledAt) return { status: 'cancelled', reason: 'shop_uninstalled' };
+  // A HELP auto-reply answers the customer's own message: carriers require it even after STOP.
+  if (message.trigger === 'help_reply') return null;
   const contact = message.contactId !== null ? await getContact(deps.db, message.shopId, message.contactId) : undefined;
   if (!contact) return { status: 'skipped', reason: 'no_contact' };
   const consent = checkConsent(contact, message.kind);
