@@ -8,12 +8,13 @@
  */
 import { pathToFileURL } from 'node:url';
 import { QueueEvents } from 'bullmq';
-import { loadConfigOrExit, type Config } from '../src/config.js';
+import { loadConfigOrExit, withOverrides, type Config } from '../src/config.js';
+import { signWebhook } from '../src/shopify/hmac.js';
 import { createLogger } from '../src/logger.js';
 import { newRequestId, type EnqueueData, type QueueName } from '../src/queue/queues.js';
 import { getRedisConnection } from '../src/queue/redis.js';
 import { PROCESSORS } from '../src/queue/worker.js';
-import { startSystem } from '../src/system.js';
+import { startSystem, type System } from '../src/system.js';
 
 type Example = { [Q in QueueName]: { queue: Q; name: string; data: EnqueueData<Q> } }[QueueName];
 
@@ -61,10 +62,59 @@ function examples(): Example[] {
   return list;
 }
 
+/**
+ * A signed `orders/paid` webhook for a subscribed customer, through HTTP, the three queues and the provider, until the
+ * message is `delivered` by the provider's delivery report.
+ */
+async function orderPaidEndToEnd(system: System, timeoutMs: number): Promise<string> {
+  const stamp = Date.now();
+  const shop = `smoke-${stamp}.myshopify.com`;
+  const order = {
+    id: stamp,
+    name: `#${stamp % 100000}`,
+    total_price: '49.00',
+    currency: 'EUR',
+    financial_status: 'paid',
+    customer: {
+      id: stamp + 1,
+      first_name: 'Smoke',
+      phone: '+49 1512 3456789',
+      sms_marketing_consent: { state: 'subscribed', opt_in_level: 'single_opt_in', consent_updated_at: new Date(stamp).toISOString() },
+    },
+    shipping_address: { country_code: 'DE' },
+  };
+  const body = JSON.stringify(order);
+  const res = await fetch(`${system.url}/webhooks/shopify/orders/paid`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-shopify-hmac-sha256': signWebhook(body, system.config.shopify.apiSecret),
+      'x-shopify-shop-domain': shop,
+      'x-shopify-webhook-id': `smoke-${stamp}`,
+      'x-request-id': `req_smoke_${stamp}`,
+    },
+    body,
+  });
+  if (res.status !== 200) return `FAILED: webhook answered ${res.status}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const rows = await system.db.query<{ id: number; status: string; request_id: string }>(
+      `SELECT m.id, m.status, m.request_id FROM messages m JOIN shops s ON s.id = m.shop_id WHERE s.domain = $1`,
+      [shop],
+    );
+    const m = rows[0];
+    if (m?.status === 'delivered') return `delivered: message ${m.id}, request ${m.request_id}`;
+    if (m && ['failed', 'skipped', 'cancelled'].includes(m.status)) return `FAILED: message ${m.id} ended ${m.status}`;
+    if (Date.now() > deadline) return `FAILED: no delivered message after ${timeoutMs} ms (${m ? m.status : 'none'})`;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export async function runSmoke(config: Config, timeoutMs = 30_000): Promise<number> {
   const logger = createLogger({ level: 'warn' });
   const served = (Object.keys(PROCESSORS) as QueueName[]).filter((q) => config.workers.queues.includes(q));
-  const system = await startSystem({ config, api: false, workers: served, logger });
+  // The API listens on a free port so the sandbox's delivery reports can reach it.
+  const system = await startSystem({ config: withOverrides(config, { http: { port: 0, host: '127.0.0.1' } }), api: true, workers: served, logger });
   const rows: Array<{ queue: string; job: string; result: string; ms: number }> = [];
   let failures = 0;
   const eventsByQueue = new Map<QueueName, QueueEvents>();
@@ -92,6 +142,12 @@ export async function runSmoke(config: Config, timeoutMs = 30_000): Promise<numb
         failures++;
         rows.push({ queue: ex.queue, job: ex.name, result: `FAILED: ${(err as Error).message}`.slice(0, 100), ms: Date.now() - started });
       }
+    }
+    if (served.includes('events') && served.includes('automations') && served.includes('delivery')) {
+      const started = Date.now();
+      const result = await orderPaidEndToEnd(system, timeoutMs).catch((err: Error) => `FAILED: ${err.message}`);
+      if (result.startsWith('FAILED')) failures++;
+      rows.push({ queue: 'webhook→delivery', job: 'orders/paid', result, ms: Date.now() - started });
     }
   } finally {
     await Promise.allSettled([...eventsByQueue.values()].map((qe) => qe.close()));

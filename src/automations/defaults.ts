@@ -50,7 +50,8 @@ export const DEFAULT_AUTOMATIONS: readonly AutomationDefault[] = [
     template:
       "{{ shop.name }}: Hi {{ customer.firstName | default: 'there' }}, you left something in your cart. " +
       'Complete your order here: {{ checkout.recoveryUrl }}',
-    rules: { frequencyCap: DEFAULT_FREQUENCY_CAP },
+    // No cap of its own: the shop's cap applies (default DEFAULT_FREQUENCY_CAP), so changing it reaches this one too.
+    rules: {},
   },
   {
     trigger: 'fulfillment_update',

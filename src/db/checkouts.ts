@@ -3,15 +3,35 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { checkouts, type Checkout } from './schema.js';
 
-/** Records a checkout update; the first sighting fixes `abandoned_at`. */
+/**
+ * Records a checkout update. The first sighting fixes `abandoned_at` (when the checkout was started); `last_seen_at`
+ * only moves forward and is the customer's last activity, which the 48 h limit on reminders counts from.
+ */
 export async function upsertCheckout(
   db: Db,
   shopId: number,
-  c: { token: string; contactId: number | null; recoveryUrl: string | null; seenAt: Date; completedAt: Date | null },
+  c: {
+    token: string;
+    contactId: number | null;
+    recoveryUrl: string | null;
+    /** When the checkout was created; default `seenAt`. */
+    startedAt?: Date | null;
+    /** When it was last updated (the update being recorded). */
+    seenAt: Date;
+    completedAt: Date | null;
+  },
 ): Promise<Checkout> {
   const [row] = await db
     .insert(checkouts)
-    .values({ shopId, token: c.token, contactId: c.contactId, recoveryUrl: c.recoveryUrl, abandonedAt: c.seenAt, lastSeenAt: c.seenAt, completedAt: c.completedAt })
+    .values({
+      shopId,
+      token: c.token,
+      contactId: c.contactId,
+      recoveryUrl: c.recoveryUrl,
+      abandonedAt: c.startedAt ?? c.seenAt,
+      lastSeenAt: c.seenAt,
+      completedAt: c.completedAt,
+    })
     .onConflictDoUpdate({
       target: [checkouts.shopId, checkouts.token],
       set: {

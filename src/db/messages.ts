@@ -38,10 +38,16 @@ const COUNTED = ['queued', 'sending', 'sent', 'delivered'] as const;
 
 /**
  * Creates the message unless one with the same idempotency key exists, and — for capped messages — unless the contact
- * already has `cap.max` marketing messages in the window. The contact row is locked for the transaction, so
- * concurrent reservations for one contact are serialised and the cap holds exactly.
+ * already has `cap.max` marketing messages in the window ending at the message's send time (`scheduledFor`, else
+ * `now`). The contact row is locked for the transaction, so concurrent reservations for one contact are serialised and
+ * the cap holds exactly. Without a contact, a concurrent insert of the same key is resolved by the unique index.
  */
-export async function reserveMessage(db: Db, m: NewMessage, cap: { max: number; windowHours: number } | null): Promise<ReserveResult> {
+export async function reserveMessage(
+  db: Db,
+  m: NewMessage,
+  cap: { max: number; windowHours: number } | null,
+  now: Date = new Date(),
+): Promise<ReserveResult> {
   return db.transaction(async (tx) => {
     if (m.contactId !== null) {
       await tx.select({ id: contacts.id }).from(contacts).where(eq(contacts.id, m.contactId)).for('update');
@@ -52,7 +58,7 @@ export async function reserveMessage(db: Db, m: NewMessage, cap: { max: number; 
       .where(and(eq(messages.shopId, m.shopId), eq(messages.idempotencyKey, m.idempotencyKey)));
     if (existing) return { outcome: 'duplicate', message: existing };
     if (cap && m.contactId !== null) {
-      const since = new Date((m.scheduledFor ?? new Date()).getTime() - cap.windowHours * 3_600_000);
+      const since = new Date((m.scheduledFor ?? now).getTime() - cap.windowHours * 3_600_000);
       const [row] = await tx
         .select({ n: sql<number>`count(*)::int` })
         .from(messages)
@@ -71,8 +77,14 @@ export async function reserveMessage(db: Db, m: NewMessage, cap: { max: number; 
     const [created] = await tx
       .insert(messages)
       .values({ ...m, costEstimate: m.costEstimate.toFixed(4) })
+      .onConflictDoNothing({ target: [messages.shopId, messages.idempotencyKey] })
       .returning();
-    return { outcome: 'created', message: created! };
+    if (created) return { outcome: 'created', message: created };
+    const [winner] = await tx
+      .select()
+      .from(messages)
+      .where(and(eq(messages.shopId, m.shopId), eq(messages.idempotencyKey, m.idempotencyKey)));
+    return { outcome: 'duplicate', message: winner! };
   });
 }
 
@@ -130,6 +142,9 @@ export async function markNotSent(db: Db, id: number, status: 'skipped' | 'cance
   return rows.length > 0;
 }
 
+/** Error code of a message whose send may have reached the provider but that no delivery report ever confirmed. */
+export const UNCONFIRMED = 'DELIVERY_UNCONFIRMED';
+
 export interface DeliveryReportUpdate {
   providerMessageId: string | null;
   /** Our message id, echoed by the provider. */
@@ -142,7 +157,8 @@ export interface DeliveryReportUpdate {
 /**
  * Applies a delivery report. Reports only move a message forward: `delivered` is final, and a late `failed` never
  * overrides it. A report is also the reconciliation of an ambiguous send: a message still `sending` that gets a report
- * was accepted by the provider. Returns undefined when no message matches.
+ * was accepted by the provider, and so was one failed as {@link UNCONFIRMED} whose report comes late. Returns
+ * undefined when no message matches.
  */
 export async function applyDeliveryReport(
   db: Db,
@@ -168,7 +184,7 @@ export async function applyDeliveryReport(
       ? { status: 'delivered' as const, deliveredAt: r.at, sentAt: sql`coalesce(${messages.sentAt}, ${r.at.toISOString()}::timestamptz)`, errorCode: null, errorText: null }
       : r.status === 'failed'
         ? { status: 'failed' as const, failedAt: r.at, errorCode: r.errorCode ?? 'DELIVERY_FAILED', errorText: 'delivery report: failed' }
-        : { status: 'sent' as const, sentAt: sql`coalesce(${messages.sentAt}, ${r.at.toISOString()}::timestamptz)` };
+        : { status: 'sent' as const, sentAt: sql`coalesce(${messages.sentAt}, ${r.at.toISOString()}::timestamptz)`, errorCode: null, errorText: null, failedAt: null };
   const [updated] = await db
     .update(messages)
     .set({
@@ -176,7 +192,14 @@ export async function applyDeliveryReport(
       providerMessageId: r.providerMessageId ? sql`coalesce(${messages.providerMessageId}, ${r.providerMessageId})` : undefined,
       updatedAt: sql`now()`,
     })
-    .where(and(eq(messages.id, current.id), inArray(messages.status, [...from])))
+    // A message failed as unconfirmed (no report after an interrupted send) is still waiting for its report: any
+    // report settles it, as it would have settled it while `sending`.
+    .where(
+      and(
+        eq(messages.id, current.id),
+        or(inArray(messages.status, [...from]), and(eq(messages.status, 'failed'), eq(messages.errorCode, UNCONFIRMED))),
+      ),
+    )
     .returning();
   return updated ? { message: updated, changed: true } : { message: current, changed: false };
 }
@@ -214,19 +237,29 @@ export async function listMessagesForContact(db: Db, shopId: number, contactId: 
     .orderBy(messages.id);
 }
 
-/** The shop that last texted this phone from this sender: where a reply to that sender belongs. */
+/** Statuses of a message that went out (or may have): the customer may be answering it. */
+const TEXTED = ['sending', 'sent', 'delivered'] as const;
+
+/**
+ * The shop that last texted this phone from this sender: where a reply to that sender belongs. Only messages that
+ * went out count: a message skipped, cancelled or still queued was never seen by the customer, and with a sender
+ * shared by several shops it would send their STOP to a shop that never texted them.
+ */
 export async function shopForReply(db: Db, phone: string, sender: string | null): Promise<{ shopId: number; contactId: number } | undefined> {
   const [row] = await db
     .select({ shopId: messages.shopId, contactId: messages.contactId })
     .from(messages)
-    .where(and(eq(messages.toPhone, phone), sender ? eq(messages.sender, sender) : undefined))
-    .orderBy(sql`${messages.createdAt} DESC`)
+    .where(and(eq(messages.toPhone, phone), sender ? eq(messages.sender, sender) : undefined, inArray(messages.status, [...TEXTED])))
+    .orderBy(sql`coalesce(${messages.sentAt}, ${messages.sendingAt}, ${messages.createdAt}) DESC`, sql`${messages.id} DESC`)
     .limit(1);
   return row && row.contactId !== null ? { shopId: row.shopId, contactId: row.contactId } : undefined;
 }
 
-/** Send times (ms) of the contact's marketing messages since `since`, for the rule pipeline's advisory cap check. */
-export async function recentMarketingSends(db: Db, shopId: number, contactId: number, since: Date): Promise<number[]> {
+/**
+ * Send times (ms) of the contact's marketing messages since `since`, for the rule pipeline's advisory cap check.
+ * `exceptKey` leaves out the message being evaluated, which an earlier attempt of the same job may have created.
+ */
+export async function recentMarketingSends(db: Db, shopId: number, contactId: number, since: Date, exceptKey?: string): Promise<number[]> {
   const rows = await db
     .select({ at: sql<Date>`coalesce(${messages.scheduledFor}, ${messages.createdAt})` })
     .from(messages)
@@ -237,6 +270,7 @@ export async function recentMarketingSends(db: Db, shopId: number, contactId: nu
         eq(messages.kind, 'marketing'),
         inArray(messages.status, [...COUNTED]),
         gt(sql`coalesce(${messages.scheduledFor}, ${messages.createdAt})`, since),
+        exceptKey !== undefined ? sql`${messages.idempotencyKey} <> ${exceptKey}` : undefined,
       ),
     );
   return rows.map((r) => new Date(r.at).getTime());

@@ -63,6 +63,15 @@ export async function handleInbound(msg: InboundMessage, deps: RepliesDeps, requ
   }
 
   if (keyword === 'stop' || keyword === 'start') {
+    // The customer's reply is their latest word, whatever time the stored consent carries: Shopify's
+    // consent_updated_at can be ahead of our clock (skew, or a STOP seconds after subscribing at checkout), and
+    // upsertContact ignores consent older than what it holds. An opt-out must never be dropped that way.
+    const [current] = await deps.db
+      .select({ at: contacts.smsConsentUpdatedAt })
+      .from(contacts)
+      .where(and(eq(contacts.shopId, shop.id), eq(contacts.phone, msg.from)));
+    const now = new Date();
+    const at = current?.at && current.at.getTime() >= now.getTime() ? new Date(current.at.getTime() + 1) : now;
     const sync = await upsertContact(
       deps.db,
       shop.id,
@@ -75,7 +84,7 @@ export async function handleInbound(msg: InboundMessage, deps: RepliesDeps, requ
         tags: null,
         countryCode: null,
         provinceCode: null,
-        consent: { state: keyword === 'stop' ? 'unsubscribed' : 'subscribed', optInLevel: null, updatedAt: new Date(), source: 'sms:inbound' },
+        consent: { state: keyword === 'stop' ? 'unsubscribed' : 'subscribed', optInLevel: null, updatedAt: at, source: 'sms:inbound' },
       },
       { requestId },
     );

@@ -18,6 +18,8 @@ import type { Logger } from '../logger.js';
 export interface Faults {
   /** Share of requests answered HTTP 503. Default 0. */
   errorRate: number;
+  /** The next N requests are answered 503; counts down as they arrive (after any 429). Default 0. */
+  errorBurst: number;
   /**
    * Share of valid messages that are recorded as sent (and get their delivery report) but whose request is held open
    * without an answer for `hangMs`, then dropped: a send that reached the provider. Default 0.
@@ -39,13 +41,20 @@ export interface Faults {
   dlrStatus: 'delivered' | 'failed';
   /** Error code carried by `failed` delivery reports. Default `UNDELIV`. */
   dlrErrorCode: string | null;
+  /**
+   * Share of accepted messages that get a delivery report at all. Default 1. Below 1, a message that draws no report
+   * keeps `dlr.state` `none`: the case a sender must settle without one (a lost or never-sent report).
+   */
+  dlrRate: number;
+  /** Delay between accepting a message and posting its delivery report, for messages accepted from now on. Default: the `dlrDelayMs` option. */
+  dlrDelayMs: number;
 }
 
 export interface SandboxOptions {
   /** When set, requests must carry exactly this `X-Mitto-API-Key`; otherwise any non-empty key is accepted. */
   apiKey?: string;
   logger?: Logger;
-  /** Delay between accepting a message and posting its delivery report. Default 50 ms. */
+  /** Delay between accepting a message and posting its delivery report. Default 50 ms (the `dlrDelayMs` fault's initial value). */
   dlrDelayMs?: number;
   /** Seeds the fault PRNG so a run with the same requests and faults makes the same decisions. */
   seed?: number;
@@ -107,6 +116,7 @@ export interface Sandbox {
 
 const DEFAULT_FAULTS: Faults = {
   errorRate: 0,
+  errorBurst: 0,
   timeoutRate: 0,
   hangMs: 30_000,
   rateLimitRate: 0,
@@ -116,6 +126,8 @@ const DEFAULT_FAULTS: Faults = {
   permanentRate: 0,
   dlrStatus: 'delivered',
   dlrErrorCode: 'UNDELIV',
+  dlrRate: 1,
+  dlrDelayMs: 50,
 };
 
 const rate = z.number().min(0).max(1);
@@ -123,6 +135,7 @@ const ms = z.number().int().min(0).max(3_600_000);
 const FaultsInput = z
   .object({
     errorRate: rate,
+    errorBurst: z.number().int().min(0),
     timeoutRate: rate,
     hangMs: ms,
     rateLimitRate: rate,
@@ -132,6 +145,8 @@ const FaultsInput = z
     permanentRate: rate,
     dlrStatus: z.enum(['delivered', 'failed']),
     dlrErrorCode: z.string().max(64).nullable(),
+    dlrRate: rate,
+    dlrDelayMs: ms,
     seed: z.number().int(),
   })
   .partial()
@@ -185,7 +200,7 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
 
   let seed = options.seed;
   let random = seed === undefined ? Math.random : mulberry32(seed);
-  let faults: Faults = { ...DEFAULT_FAULTS };
+  let faults: Faults = { ...DEFAULT_FAULTS, dlrDelayMs };
   let stats = emptyStats();
   let records: SandboxMessage[] = [];
   /** Bumped by reset(): delivery reports of an earlier generation stop retrying. */
@@ -253,7 +268,8 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
       reply.status(429).header('retry-after', '1').send({ responseText: 'Too Many Requests' });
       return null;
     }
-    if (draw(faults.errorRate)) {
+    if (faults.errorBurst > 0 || draw(faults.errorRate)) {
+      if (faults.errorBurst > 0) faults.errorBurst--;
       stats.serverErrors++;
       reply.status(503).send({ responseText: 'Service Unavailable' });
       return null;
@@ -338,6 +354,8 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
 
   function scheduleDlr(record: SandboxMessage): void {
     if (record.callback === null) return;
+    // Drawn only when reports are being dropped, so a seeded run without this fault makes the same decisions as before.
+    if (faults.dlrRate < 1 && !draw(faults.dlrRate)) return;
     const status = faults.dlrStatus;
     const payload = {
       id: record.id,
@@ -387,7 +405,7 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
       }
       later(100 * 4 ** (attempt - 1), attempt + 1);
     };
-    later(dlrDelayMs, 1);
+    later(faults.dlrDelayMs, 1);
   }
 
   app.post('/sms', async (req, reply) => {

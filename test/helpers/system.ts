@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { loadConfig, type Config, type QueueName } from '../../src/config.js';
 import { openDatabase } from '../../src/db/client.js';
 import { createLogger, type Logger } from '../../src/logger.js';
+import type { SmsProvider } from '../../src/messages/providers/types.js';
 import type { ProcessorMap } from '../../src/queue/worker.js';
 import { startSystem, type System } from '../../src/system.js';
 
@@ -45,19 +46,33 @@ export interface TestSystem extends System {
   teardown(): Promise<void>;
 }
 
-export async function startTestSystem(
-  dbKind: DbKind,
-  options: { workers?: readonly QueueName[]; processors?: ProcessorMap; env?: Record<string, string>; logger?: Logger; config?: Config } = {},
-): Promise<TestSystem> {
-  const config = options.config ?? testConfig(dbKind, options.env);
+export interface TestSystemOptions {
+  workers?: readonly QueueName[];
+  processors?: ProcessorMap;
+  env?: Record<string, string>;
+  logger?: Logger;
+  config?: Config;
+  /**
+   * Listen on a real socket (127.0.0.1, a free port unless `env` says otherwise), so callbacks from outside the
+   * process (the sandbox's delivery reports) reach the API. Default false: `app.inject()` only.
+   */
+  listen?: boolean;
+  /** Use this SMS provider instead of the configured one (the bundled sandbox unless MITTO_API_KEY is set). */
+  provider?: SmsProvider;
+}
+
+export async function startTestSystem(dbKind: DbKind, options: TestSystemOptions = {}): Promise<TestSystem> {
+  const env = options.listen ? { PORT: '0', HOST: '127.0.0.1', ...options.env } : options.env;
+  const config = options.config ?? testConfig(dbKind, env);
   // DATA_DIR=memory:// is resolved to a path by loadConfig; PGlite wants the literal marker.
   const memoryConfig = { ...config, dataDir: 'memory://' } as Config;
   const system = await startSystem({
     config: memoryConfig,
     api: true,
-    listen: false,
+    listen: options.listen ?? false,
     workers: options.workers ?? [],
     processors: options.processors,
+    ...(options.provider ? { provider: options.provider } : {}),
     logger: options.logger ?? createLogger({ level: 'silent' }),
   });
   let torn: Promise<void> | undefined;

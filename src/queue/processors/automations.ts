@@ -45,6 +45,14 @@ export type AutomationOutcome =
 /** Internal trigger of the delayed abandoned-checkout evaluation. */
 export const ABANDONED_CHECKOUT_DUE = 'abandoned_checkout';
 
+const ABANDONED_CHECKOUT_MAX_AGE_MS = ABANDONED_CHECKOUT_MAX_AGE_HOURS * 3_600_000;
+
+/** A Shopify timestamp as a Date, or the fallback when it is missing or unparseable. */
+function dateOr<T extends Date | null>(iso: unknown, fallback: T): Date | T {
+  const ms = typeof iso === 'string' ? Date.parse(iso) : Number.NaN;
+  return Number.isNaN(ms) ? fallback : new Date(ms);
+}
+
 type Ctx = Record<string, any>;
 
 interface ShopSettings {
@@ -138,11 +146,14 @@ export async function evaluateAutomation(data: JobData<'automations'>, deps: Aut
   // Bookkeeping that does not depend on any automation being on.
   if (ctx.kind === 'order' && ctx.order?.checkoutToken) await completeCheckout(deps.db, shop.id, ctx.order.checkoutToken, now);
   if (ctx.kind === 'checkout' && ctx.checkout?.token && data.trigger !== ABANDONED_CHECKOUT_DUE) {
+    const startedAt = dateOr(ctx.checkout.createdAt, null);
     await upsertCheckout(deps.db, shop.id, {
       token: ctx.checkout.token,
       contactId,
       recoveryUrl: ctx.checkout.recoveryUrl ?? null,
-      seenAt: ctx.checkout.createdAt && !Number.isNaN(Date.parse(ctx.checkout.createdAt)) ? new Date(ctx.checkout.createdAt) : now,
+      startedAt,
+      // The customer's last touch of the checkout: the moment it was (last) abandoned.
+      seenAt: dateOr(ctx.checkout.updatedAt, startedAt ?? now),
       completedAt: ctx.checkout.completed ? new Date(ctx.checkout.completedAt ?? now) : null,
     });
   }
@@ -150,12 +161,18 @@ export async function evaluateAutomation(data: JobData<'automations'>, deps: Aut
   const triggers: AutomationTrigger[] = [];
   if (data.trigger === ABANDONED_CHECKOUT_DUE) triggers.push('abandoned_checkout');
   else if (TOPIC_TRIGGERS[data.trigger]) triggers.push(TOPIC_TRIGGERS[data.trigger]!);
-  if (ctx.consentChange?.to === 'subscribed' && contactId !== null) triggers.push('welcome');
+  // The delayed abandoned-checkout evaluation carries the data of the checkout event, consent change included: the
+  // welcome belongs to that event's own evaluation, not to this one.
+  if (ctx.consentChange?.to === 'subscribed' && contactId !== null && data.trigger !== ABANDONED_CHECKOUT_DUE) triggers.push('welcome');
 
   const outcomes: AutomationOutcome[] = [];
   for (const trigger of triggers) {
     const automation = await getAutomationByTrigger(deps.db, shop.id, trigger);
     if (!automation) continue;
+    if (shop.uninstalledAt) {
+      outcomes.push(await skip(deps, shop, automation, contactId, data, 'shop_uninstalled'));
+      continue;
+    }
     if (trigger === 'abandoned_checkout' && data.trigger !== ABANDONED_CHECKOUT_DUE) {
       outcomes.push(await scheduleAbandonedCheckout(automation, shop, data, deps));
       continue;
@@ -168,7 +185,7 @@ export async function evaluateAutomation(data: JobData<'automations'>, deps: Aut
 async function scheduleAbandonedCheckout(automation: Automation, shop: Shop, data: JobData<'automations'>, deps: AutomationsDeps): Promise<AutomationOutcome> {
   const ctx = data.context as Ctx;
   if (ctx.checkout?.completed) return { trigger: 'abandoned_checkout', action: 'skipped', reason: 'checkout_completed' };
-  if (!automation.enabled) return skip(deps, shop, automation, null, data, 'disabled');
+  if (!automation.enabled) return skip(deps, shop, automation, typeof ctx.contactId === 'number' ? ctx.contactId : null, data, 'disabled');
   const delayMs = automation.delayMinutes * 60_000;
   const dedupeId = jobIdFrom('ac', shop.id, ctx.checkout.token);
   await deps.queues.enqueueJob(
@@ -217,13 +234,14 @@ async function evaluateOne(
   const trigger = automation.trigger;
   const contact = contactId !== null ? ((await getContact(deps.db, shop.id, contactId)) ?? null) : null;
   if (!contact) return skip(deps, shop, automation, null, data, 'no_contact', 'the event names no customer we can text');
-  if (shop.uninstalledAt) return skip(deps, shop, automation, contact.id, data, 'shop_uninstalled');
 
+  // When the customer last touched the checkout; a reminder is never sent later than the max age after it.
+  let abandonedAt: Date | null = null;
   if (trigger === 'abandoned_checkout') {
     const checkout = await getCheckout(deps.db, shop.id, ctx.checkout?.token ?? '');
     if (checkout?.completedAt) return skip(deps, shop, automation, contact.id, data, 'checkout_completed');
-    const abandonedAt = checkout?.abandonedAt ?? now;
-    if (now.getTime() - abandonedAt.getTime() > ABANDONED_CHECKOUT_MAX_AGE_HOURS * 3_600_000) {
+    abandonedAt = checkout?.lastSeenAt ?? dateOr(ctx.checkout?.updatedAt ?? ctx.checkout?.createdAt, now);
+    if (now.getTime() - abandonedAt.getTime() > ABANDONED_CHECKOUT_MAX_AGE_MS) {
       return skip(deps, shop, automation, contact.id, data, 'too_late', `abandoned more than ${ABANDONED_CHECKOUT_MAX_AGE_HOURS}h ago`);
     }
   }
@@ -247,9 +265,16 @@ async function evaluateOne(
     shopTimezone: shop.timezone,
     context: ctx,
     duplicate: false,
-    recentSends: cap ? await recentMarketingSends(deps.db, shop.id, contact.id, new Date(now.getTime() - cap.windowHours * 3_600_000)) : [],
+    // This message's own row (left by an earlier attempt of this job) is not a reason to cap it: the reservation
+    // below finds it by its idempotency key and makes sure its delivery job exists.
+    recentSends: cap
+      ? await recentMarketingSends(deps.db, shop.id, contact.id, new Date(now.getTime() - cap.windowHours * 3_600_000), idempotencyKey)
+      : [],
   });
   if (decision.action === 'skip') return skip(deps, shop, automation, contact.id, data, decision.reason, decision.detail);
+  if (decision.action === 'defer' && abandonedAt && decision.until.getTime() - abandonedAt.getTime() > ABANDONED_CHECKOUT_MAX_AGE_MS) {
+    return skip(deps, shop, automation, contact.id, data, 'too_late', `quiet hours end more than ${ABANDONED_CHECKOUT_MAX_AGE_HOURS}h after the abandonment`);
+  }
 
   const settings = shopSettings(shop);
   const tz = resolveTimezone(contact.timezone ?? timezoneForAddress(contact.countryCode, contact.provinceCode), shop.timezone).timezone;
@@ -282,6 +307,7 @@ async function evaluateOne(
       requestId: data.requestId,
     },
     cap,
+    now,
   );
   if (reserved.outcome === 'capped') {
     return skip(deps, shop, automation, contact.id, data, 'frequency_capped', `${reserved.recent} of ${cap!.max} in ${cap!.windowHours}h`);

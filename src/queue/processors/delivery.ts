@@ -18,7 +18,7 @@ import type { Db } from '../../db/client.js';
 import { getContact } from '../../db/contacts.js';
 import { getShopByDomain } from '../../db/shops.js';
 import { getCheckout } from '../../db/checkouts.js';
-import { claimForSending, getMessage, markFailed, markNotSent, markSent, recordSkip, releaseClaim } from '../../db/messages.js';
+import { claimForSending, getMessage, markFailed, markNotSent, markSent, recordSkip, releaseClaim, UNCONFIRMED } from '../../db/messages.js';
 import type { Message } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -70,16 +70,8 @@ export async function processDelivery(data: JobData<'delivery'>, deps: DeliveryD
 
   if (TERMINAL.has(message.status)) return { status: 'already', messageId: id, messageStatus: message.status };
 
-  if (message.status === 'sending') {
-    // An earlier attempt may have reached the provider: reconcile, never resend.
-    if (control.reconcileRound >= deps.reconcileAttempts) {
-      await markFailed(deps.db, id, { code: 'DELIVERY_UNCONFIRMED', text: 'no delivery report after an interrupted send; not resent' });
-      log.warn('Send outcome unknown and unconfirmed: marked failed, not resent');
-      return { status: 'unconfirmed', messageId: id };
-    }
-    log.info({ round: control.reconcileRound + 1 }, 'Send outcome unknown: waiting for the delivery report');
-    return control.deferUntil(new Date(now.getTime() + deps.reconcileDelayMs), control.reconcileRound + 1);
-  }
+  // An earlier attempt may have reached the provider: reconcile, never resend.
+  if (message.status === 'sending') return reconcile(id, deps, control, now, log);
 
   // status === 'queued'
   if (message.scheduledFor && message.scheduledFor.getTime() > now.getTime() + 1000) {
@@ -110,6 +102,10 @@ export async function processDelivery(data: JobData<'delivery'>, deps: DeliveryD
   const claimed = await claimForSending(deps.db, id, deps.provider.name);
   if (!claimed) {
     const current = await getMessage(deps.db, id);
+    // Another run of this job (a stalled job picked up again) claimed it first and may still be sending. Completing
+    // here would leave no job to settle the row if that send turns out ambiguous (its own job calls then fail on the
+    // lost lock), so this run becomes the one that waits for the outcome.
+    if (current?.status === 'sending') return reconcile(id, deps, control, now, log);
     return { status: 'already', messageId: id, messageStatus: current?.status ?? 'failed' };
   }
   try {
@@ -125,10 +121,12 @@ export async function processDelivery(data: JobData<'delivery'>, deps: DeliveryD
     log.info({ provider: deps.provider.name, providerMessageId: result.providerMessageId, segments: message.segments }, 'Message sent');
     return { status: 'sent', messageId: id, providerMessageId: result.providerMessageId };
   } catch (err) {
+    // Counted from now, not from the start of the job: the send may have taken the whole client timeout.
+    const reconcileAt = new Date((deps.now?.() ?? new Date()).getTime() + deps.reconcileDelayMs);
     if (!(err instanceof ProviderError)) {
       // Unknown failure after the claim: treat as ambiguous, the reconcile path settles it.
       log.error({ err: (err as Error).message }, 'Send failed unexpectedly; outcome unknown');
-      return control.deferUntil(new Date(now.getTime() + deps.reconcileDelayMs), control.reconcileRound + 1);
+      return control.deferUntil(reconcileAt, control.reconcileRound + 1);
     }
     const error = { code: err.code, text: err.message };
     switch (err.kind) {
@@ -138,7 +136,7 @@ export async function processDelivery(data: JobData<'delivery'>, deps: DeliveryD
         throw new UnrecoverableError(`${err.code}: ${err.message}`);
       case 'ambiguous':
         log.warn({ code: err.code }, 'Send outcome unknown: waiting for the delivery report');
-        return control.deferUntil(new Date(now.getTime() + deps.reconcileDelayMs), control.reconcileRound + 1);
+        return control.deferUntil(reconcileAt, control.reconcileRound + 1);
       case 'rate_limited':
         await releaseClaim(deps.db, id, error);
         return control.rateLimited(err.retryAfterMs ?? 1000);
@@ -152,6 +150,20 @@ export async function processDelivery(data: JobData<'delivery'>, deps: DeliveryD
         throw err;
     }
   }
+}
+
+/**
+ * A send whose outcome is unknown: wait for the delivery report (it settles the row, and the next run finds it
+ * terminal), up to `reconcileAttempts` times; then fail it as unconfirmed. Never sends.
+ */
+async function reconcile(id: number, deps: DeliveryDeps, control: DeliveryControl, now: Date, log: Logger): Promise<DeliveryOutcome> {
+  if (control.reconcileRound >= deps.reconcileAttempts) {
+    await markFailed(deps.db, id, { code: UNCONFIRMED, text: 'no delivery report after an interrupted send; not resent' });
+    log.warn('Send outcome unknown and unconfirmed: marked failed, not resent');
+    return { status: 'unconfirmed', messageId: id };
+  }
+  log.info({ round: control.reconcileRound + 1 }, 'Send outcome unknown: waiting for the delivery report');
+  return control.deferUntil(new Date(now.getTime() + deps.reconcileDelayMs), control.reconcileRound + 1);
 }
 
 /** What may have changed since the message was queued: consent, the shop, a recovered checkout. */
