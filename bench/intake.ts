@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { signWebhook } from '../src/shopify/hmac.js';
-import { benchId, load, startChild, type Row } from './lib.js';
+import { benchEnv, benchId, deleteKeys, load, startChild, type Row } from './lib.js';
 
 export interface IntakeOptions {
   redisUrl: string;
@@ -23,17 +23,7 @@ export async function benchIntake(o: IntakeOptions): Promise<{ rows: Row[]; summ
   const secret = 'bench-secret';
   const body = Buffer.from(fs.readFileSync(new URL('../test/fixtures/shopify/orders-paid.json', import.meta.url)));
   const hmac = signWebhook(body, secret);
-  const env = {
-    REDIS_URL: o.redisUrl,
-    REDIS_PREFIX: prefix,
-    REDIS_EMBEDDED: 'false',
-    DATABASE_URL: o.databaseUrl,
-    DATABASE_SCHEMA: schema,
-    DATABASE_POOL_SIZE: String(Math.max(10, o.connections)),
-    SHOPIFY_API_SECRET: secret,
-    LOG_LEVEL: 'silent',
-    NODE_ENV: 'production',
-  };
+  const env = benchEnv({ redisUrl: o.redisUrl, databaseUrl: o.databaseUrl, prefix, schema, secret, poolSize: Math.max(10, o.connections) });
   const rows: Row[] = [];
   const full = await startChild('bench/intakeServer.ts', ['full'], env);
   let intake;
@@ -96,12 +86,7 @@ export async function benchIntake(o: IntakeOptions): Promise<{ rows: Row[]; summ
   await client.end();
   const redis = new Redis(o.redisUrl);
   const queued = await redis.llen(`${prefix}:events:wait`);
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await redis.del(...keys);
-  } while (cursor !== '0');
+  await deleteKeys(redis, prefix);
   redis.disconnect();
 
   const accepted = intake.total + intakeSerial.total - intake.non2xx - intake.errors - intakeSerial.non2xx - intakeSerial.errors;

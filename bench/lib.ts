@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
+import type { Redis } from 'ioredis';
 
 export interface Row {
   section: string;
@@ -14,22 +15,49 @@ export interface Row {
   note?: string;
 }
 
+/** Environment of a benchmark child: production settings, silent logs, its own Redis prefix and schema. */
+export function benchEnv(o: { redisUrl: string; databaseUrl: string; prefix: string; schema: string; secret: string; poolSize: number }): Record<string, string> {
+  return {
+    REDIS_URL: o.redisUrl,
+    REDIS_PREFIX: o.prefix,
+    REDIS_EMBEDDED: 'false',
+    DATABASE_URL: o.databaseUrl,
+    DATABASE_SCHEMA: o.schema,
+    DATABASE_POOL_SIZE: String(o.poolSize),
+    SHOPIFY_API_SECRET: o.secret,
+    LOG_LEVEL: 'silent',
+    NODE_ENV: 'production',
+  };
+}
+
+/** Deletes every key under a benchmark's prefix. */
+export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) await redis.del(...keys);
+  } while (cursor !== '0');
+}
+
 export function benchId(): string {
   return `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 }
 
-export async function startChild(script: string, args: string[], env: Record<string, string>): Promise<{ port: number; child: ChildProcess; stop(): Promise<void> }> {
+/** Runs a benchmark server as a child process; it prints `READY <port> [extra]` when it can take load. */
+export async function startChild(script: string, args: string[], env: Record<string, string>): Promise<{ port: number; extra: string; child: ChildProcess; stop(): Promise<void> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
+  const [port, extra] = await new Promise<[number, string]>((resolve, reject) => {
     const rl = createInterface({ input: child.stdout! });
     rl.on('line', (line) => {
-      const m = /^READY (\d+)$/.exec(line);
-      if (m) resolve(Number(m[1]));
+      const m = /^READY (\d+)(?: (.*))?$/.exec(line);
+      if (m) resolve([Number(m[1]), m[2] ?? '']);
     });
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready`)));
   });
   return {
     port,
+    extra,
     child,
     stop: () =>
       new Promise<void>((resolve) => {
@@ -59,6 +87,12 @@ export async function load(options: autocannon.Options): Promise<LoadResult> {
     non2xx: r.non2xx,
     errors: r.errors + r.timeouts,
   };
+}
+
+/** The p-th percentile (0–100) of an ascending array, by the nearest-rank method; 0 when empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (!sorted.length) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
 export function printReport(title: string, rows: Row[], extra: Record<string, unknown> = {}): void {
