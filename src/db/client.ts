@@ -62,6 +62,10 @@ async function openPostgres(url: string, settings: DatabaseSettings): Promise<Da
   });
   // A dropped idle connection must not crash the process; the pool replaces it on next use.
   pool.on('error', () => undefined);
+  // Nor may a dropped connection that is checked out (a transaction in progress when PostgreSQL restarts): the pool only
+  // listens on idle clients, and an 'error' event with no listener is an uncaught exception. The query in flight still
+  // rejects, so the caller sees the failure; the broken client is discarded when it is released with that error.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   let closed: Promise<void> | undefined;
   return {
     db: drizzlePg({ client: pool, schema }) as unknown as Db,
