@@ -8,6 +8,9 @@ import { shops, type Shop } from './schema.js';
  * re-installed here: only an explicit install does that.
  */
 export async function upsertShop(db: Db, domain: string): Promise<{ shop: Shop; created: boolean }> {
+  // Read first: every event names its shop, and all but the first find it; an insert attempt per event is a write.
+  const [existing] = await db.select().from(shops).where(eq(shops.domain, domain));
+  if (existing) return { shop: existing, created: false };
   const inserted = await db.insert(shops).values({ domain }).onConflictDoNothing({ target: shops.domain }).returning();
   if (inserted[0]) return { shop: inserted[0], created: true };
   const [shop] = await db.select().from(shops).where(eq(shops.domain, domain));

@@ -57,8 +57,19 @@ export function isValidWindow(window: QuietHoursWindow): boolean {
   return CLOCK.test(window.start) && CLOCK.test(window.end);
 }
 
+/** Zone names already checked. Luxon builds an `Intl.DateTimeFormat` per check, which showed up in profiles. */
+const zoneValidity = new Map<string, boolean>();
+
 export function isValidTimezone(tz: string | null | undefined): tz is string {
-  return typeof tz === 'string' && tz.trim() !== '' && IANAZone.isValidZone(tz);
+  if (typeof tz !== 'string' || tz.trim() === '') return false;
+  let valid = zoneValidity.get(tz);
+  if (valid === undefined) {
+    valid = IANAZone.isValidZone(tz);
+    // Bounded: names come from customer addresses and settings, but a stream of junk must not grow memory forever.
+    if (zoneValidity.size >= 1000) zoneValidity.clear();
+    zoneValidity.set(tz, valid);
+  }
+  return valid;
 }
 
 export function quietHoursDecision(input: QuietHoursInput): QuietHoursDecision {

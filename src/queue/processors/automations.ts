@@ -140,7 +140,6 @@ export async function evaluateAutomation(data: JobData<'automations'>, deps: Aut
   const now = deps.now?.() ?? new Date();
   const ctx = data.context as Ctx;
   const shop = (await getShopByDomain(deps.db, data.shopId)) ?? (await upsertShop(deps.db, data.shopId)).shop;
-  await ensureDefaultAutomations(deps.db, shop.id);
   const contactId = typeof ctx.contactId === 'number' ? ctx.contactId : null;
 
   // Bookkeeping that does not depend on any automation being on.
@@ -167,7 +166,13 @@ export async function evaluateAutomation(data: JobData<'automations'>, deps: Aut
 
   const outcomes: AutomationOutcome[] = [];
   for (const trigger of triggers) {
-    const automation = await getAutomationByTrigger(deps.db, shop.id, trigger);
+    // A shop seen for the first time gets its default automations; looked for only when one is missing, so the hot
+    // path is one indexed read rather than a five-row upsert per event.
+    let automation = await getAutomationByTrigger(deps.db, shop.id, trigger);
+    if (!automation) {
+      await ensureDefaultAutomations(deps.db, shop.id);
+      automation = await getAutomationByTrigger(deps.db, shop.id, trigger);
+    }
     if (!automation) continue;
     if (shop.uninstalledAt) {
       outcomes.push(await skip(deps, shop, automation, contactId, data, 'shop_uninstalled'));
