@@ -68,6 +68,8 @@ const envSchema = z.object({
   DELIVERY_CONCURRENCY: concurrency(20),
   HOUSEKEEPING_CONCURRENCY: concurrency(1),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
+  WORKER_LOCK_DURATION_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   WEBHOOK_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(50 * 1024 * 1024).default(1024 * 1024),
   REDIS_HEALTH_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
   SMS_PROVIDER: z.enum(['mitto', 'sandbox']).optional(),
@@ -137,6 +139,13 @@ export interface Config {
     readonly queues: readonly QueueName[];
     readonly concurrency: Readonly<Record<QueueName, number>>;
     readonly shutdownTimeoutMs: number;
+    /**
+     * How long a job's lock lasts without renewal (renewed every half of it while the job runs). A worker that dies
+     * holding jobs gives them up after at most this plus `stalledIntervalMs`, when another worker runs them again.
+     */
+    readonly lockDurationMs: number;
+    /** How often workers look for jobs whose lock expired (stalled jobs). */
+    readonly stalledIntervalMs: number;
   };
 }
 
@@ -222,6 +231,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         housekeeping: e.HOUSEKEEPING_CONCURRENCY,
       },
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+      lockDurationMs: e.WORKER_LOCK_DURATION_MS,
+      stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
     },
   };
   return deepFreeze(config);

@@ -180,6 +180,8 @@ export class WorkerPool {
       connection,
       prefix: config.redis.prefix,
       concurrency: config.workers.concurrency[name],
+      lockDuration: config.workers.lockDurationMs,
+      stalledInterval: config.workers.stalledIntervalMs,
       autorun: true,
       metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
       // Delivery always has a limiter: the configured messages per second, and the one a provider's 429 imposes.
