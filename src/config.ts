@@ -11,6 +11,8 @@ export const QUEUE_NAMES = ['events', 'automations', 'campaigns', 'delivery', 'h
 export type QueueName = (typeof QUEUE_NAMES)[number];
 
 const DEV_SHOPIFY_SECRET = 'smsblossom-dev-secret';
+/** Merchant session tokens carry the app's API key as `aud`; outside production a fixed one stands in. */
+const DEV_SHOPIFY_API_KEY = 'smsblossom-dev-key';
 
 const concurrency = (fallback: number) => z.coerce.number().int().min(1).max(1000).default(fallback);
 const bool = z
@@ -46,6 +48,11 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHOPIFY_API_SECRET: z.string().min(1).optional(),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  SHOPIFY_API_KEY: z.string().min(1).optional(),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  RATE_LIMIT_WINDOW_MS: z.coerce.number().int().min(1000).max(3_600_000).default(60_000),
+  RATE_LIMIT_SHOP_MAX: z.coerce.number().int().min(1).max(1_000_000).default(600),
+  RATE_LIMIT_IP_MAX: z.coerce.number().int().min(1).max(1_000_000).default(300),
   WORKER_QUEUES: z
     .string()
     .default(QUEUE_NAMES.join(','))
@@ -70,6 +77,7 @@ const envSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   WORKER_LOCK_DURATION_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  WORKER_MAX_STALLED_COUNT: z.coerce.number().int().min(0).max(100).default(3),
   WEBHOOK_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(50 * 1024 * 1024).default(1024 * 1024),
   REDIS_HEALTH_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
   SMS_PROVIDER: z.enum(['mitto', 'sandbox']).optional(),
@@ -88,6 +96,11 @@ const envSchema = z.object({
   SMS_COST_PER_SEGMENT: z.coerce.number().min(0).max(10).default(0.03),
   DELIVERY_RECONCILE_DELAY_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
   DELIVERY_RECONCILE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
+  HOUSEKEEPING_SCHEDULES: bool.default(true),
+  MESSAGE_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  RETRY_FAILED_MAX_PER_RUN: z.coerce.number().int().min(0).max(100_000).default(100),
+  STUCK_MESSAGE_TIMEOUT_MINUTES: z.coerce.number().int().min(1).max(10_080).default(30),
 });
 
 export interface Config {
@@ -111,8 +124,18 @@ export interface Config {
   readonly dataDir: string;
   readonly http: { readonly port: number; readonly host: string; readonly webhookBodyLimit: number };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  readonly shopify: { readonly apiSecret: string; readonly usingDevSecret: boolean };
+  readonly shopify: {
+    readonly apiSecret: string;
+    readonly usingDevSecret: boolean;
+    /** The `aud` of merchant session tokens; undefined (production without SHOPIFY_API_KEY) disables `/api/*`. */
+    readonly apiKey: string | undefined;
+    readonly usingDevApiKey: boolean;
+  };
   readonly adminToken: string | undefined;
+  /** Bearer token for `GET /metrics`; undefined leaves it open (it carries counts only, no shop or customer data). */
+  readonly metricsToken: string | undefined;
+  /** Admin API limits: per shop on `/api/*`, per client IP elsewhere; webhooks and health are never limited. */
+  readonly rateLimit: { readonly windowMs: number; readonly shopMax: number; readonly ipMax: number };
   readonly sms: {
     /** `sandbox` (default without MITTO_API_KEY) starts the bundled Mitto-compatible server and sends to it. */
     readonly provider: 'mitto' | 'sandbox';
@@ -135,6 +158,18 @@ export interface Config {
     readonly reconcileDelayMs: number;
     readonly reconcileAttempts: number;
   };
+  readonly housekeeping: {
+    /** Register the housekeeping job schedulers at start (in processes that serve `housekeeping`). */
+    readonly schedules: boolean;
+    /** Default days a message row is kept; a shop's `settings.messageRetentionDays` overrides it. */
+    readonly messageRetentionDays: number;
+    /** Days a stored webhook event (and its payload) is kept. */
+    readonly eventRetentionDays: number;
+    /** At most this many failed messages are re-queued per `retry_failed_messages` run. */
+    readonly retryFailedMaxPerRun: number;
+    /** A message `queued` or `sending` this long with no job to move it on is swept by `reconcile`. */
+    readonly stuckMessageTimeoutMinutes: number;
+  };
   readonly workers: {
     readonly queues: readonly QueueName[];
     readonly concurrency: Readonly<Record<QueueName, number>>;
@@ -146,6 +181,8 @@ export interface Config {
     readonly lockDurationMs: number;
     /** How often workers look for jobs whose lock expired (stalled jobs). */
     readonly stalledIntervalMs: number;
+    /** How many times a job may stall (its worker died) and still be run again, rather than failed. */
+    readonly maxStalledCount: number;
   };
 }
 
@@ -203,8 +240,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: path.resolve(e.DATA_DIR),
     http: { port: e.PORT, host: e.HOST, webhookBodyLimit: e.WEBHOOK_BODY_LIMIT_BYTES },
     logLevel: e.LOG_LEVEL,
-    shopify: { apiSecret: e.SHOPIFY_API_SECRET ?? DEV_SHOPIFY_SECRET, usingDevSecret: !e.SHOPIFY_API_SECRET },
+    shopify: {
+      apiSecret: e.SHOPIFY_API_SECRET ?? DEV_SHOPIFY_SECRET,
+      usingDevSecret: !e.SHOPIFY_API_SECRET,
+      apiKey: e.SHOPIFY_API_KEY ?? (e.NODE_ENV === 'production' ? undefined : DEV_SHOPIFY_API_KEY),
+      usingDevApiKey: !e.SHOPIFY_API_KEY && e.NODE_ENV !== 'production',
+    },
     adminToken: e.ADMIN_TOKEN,
+    metricsToken: e.METRICS_TOKEN,
+    rateLimit: { windowMs: e.RATE_LIMIT_WINDOW_MS, shopMax: e.RATE_LIMIT_SHOP_MAX, ipMax: e.RATE_LIMIT_IP_MAX },
     sms: {
       provider: e.SMS_PROVIDER ?? (e.MITTO_API_KEY ? 'mitto' : 'sandbox'),
       mittoApiUrl: e.MITTO_API_URL.replace(/\/+$/, ''),
@@ -221,6 +265,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       reconcileDelayMs: e.DELIVERY_RECONCILE_DELAY_MS,
       reconcileAttempts: e.DELIVERY_RECONCILE_ATTEMPTS,
     },
+    housekeeping: {
+      schedules: e.HOUSEKEEPING_SCHEDULES,
+      messageRetentionDays: e.MESSAGE_RETENTION_DAYS,
+      eventRetentionDays: e.EVENT_RETENTION_DAYS,
+      retryFailedMaxPerRun: e.RETRY_FAILED_MAX_PER_RUN,
+      stuckMessageTimeoutMinutes: e.STUCK_MESSAGE_TIMEOUT_MINUTES,
+    },
     workers: {
       queues: e.WORKER_QUEUES,
       concurrency: {
@@ -233,6 +284,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
       lockDurationMs: e.WORKER_LOCK_DURATION_MS,
       stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
+      maxStalledCount: e.WORKER_MAX_STALLED_COUNT,
     },
   };
   return deepFreeze(config);

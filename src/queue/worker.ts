@@ -182,6 +182,10 @@ export class WorkerPool {
       concurrency: config.workers.concurrency[name],
       lockDuration: config.workers.lockDurationMs,
       stalledInterval: config.workers.stalledIntervalMs,
+      // BullMQ's default of 1 fails a job whose worker died twice: with several crashes in a row (the fault suite kills
+      // workers five times) a message would end in the dead letters instead of being sent. Every processor here is
+      // idempotent, so running a job again is safe.
+      maxStalledCount: config.workers.maxStalledCount,
       autorun: true,
       metrics: { maxDataPoints: MetricsTime.ONE_WEEK },
       // Delivery always has a limiter: the configured messages per second, and the one a provider's 429 imposes.

@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startTestSystem, type TestSystem } from '../helpers/system.js';
 import { startPrivatePostgres, startPrivateRedis } from './lib/services.js';
-import { countAtProvider, eventually, orderWebhook, sendLikeShopify } from './lib/workload.js';
+import { countAtProvider, eventually, orderMessageRefs, orderWebhook, sendLikeShopify } from './lib/workload.js';
 
 const ORDERS = 300;
 const SHOP = 'restarts.myshopify.com';
@@ -48,7 +48,7 @@ async function system(env: Record<string, string>): Promise<TestSystem> {
 async function expectEveryOrderDeliveredOnce(sys: TestSystem): Promise<void> {
   const final = await eventually('every order delivered', () => counts(sys), (c) => c.delivered >= ORDERS, 180_000);
   expect(final).toEqual({ events: ORDERS, processed: ORDERS, messages: ORDERS, delivered: ORDERS });
-  const provider = countAtProvider(sys.sandbox!.messages());
+  const provider = countAtProvider(sys.sandbox!.messages(), await orderMessageRefs(sys.db));
   expect(provider.duplicated).toEqual([]);
   expect(provider.references).toBe(ORDERS);
 }

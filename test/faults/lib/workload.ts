@@ -87,10 +87,26 @@ export interface ProviderCount {
   duplicated: string[];
 }
 
-export function countAtProvider(messages: readonly SandboxMessage[]): ProviderCount {
+/**
+ * Counts what the provider took, by reference (our message id). With `only`, just those references: a run's order
+ * confirmations, leaving out the welcome messages new subscribers also get (sent or not depending on the hour).
+ */
+export function countAtProvider(messages: readonly SandboxMessage[], only?: ReadonlySet<string>): ProviderCount {
   const seen = new Map<string, number>();
-  for (const m of messages) seen.set(String(m.reference), (seen.get(String(m.reference)) ?? 0) + 1);
-  return { accepted: messages.length, references: seen.size, duplicated: [...seen].filter(([, n]) => n > 1).map(([r]) => r) };
+  let accepted = 0;
+  for (const m of messages) {
+    const ref = String(m.reference);
+    if (only && !only.has(ref)) continue;
+    accepted++;
+    seen.set(ref, (seen.get(ref) ?? 0) + 1);
+  }
+  return { accepted, references: seen.size, duplicated: [...seen].filter(([, n]) => n > 1).map(([r]) => r) };
+}
+
+/** The ids of the order confirmations in the database, as the references the provider saw. */
+export async function orderMessageRefs(db: { query<T>(sql: string, params?: unknown[]): Promise<T[]> }): Promise<Set<string>> {
+  const rows = await db.query<{ id: string }>(`SELECT id::text AS id FROM messages WHERE trigger = 'order_paid'`);
+  return new Set(rows.map((r) => r.id));
 }
 
 /** Polls `probe` until it returns a value `done` accepts; errors (a database restarting) count as not yet. */
