@@ -440,6 +440,34 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     expect(await messagesOf(stale.shop.id)).toHaveLength(0);
   });
 
+  it('abandoned checkout: consent given after the abandonment does not allow the reminder (consent_after_abandonment)', async () => {
+    const shop = newShop();
+    const { shop: s } = await upsertShop(db(), shop);
+    await ensureDefaultAutomations(db(), s.id);
+    await updateAutomation(db(), s.id, await automationId(s.id, 'welcome'), { enabled: false });
+    const now = localTimeNear(NY, 12, 0);
+    // Left the checkout two hours ago; subscribed an hour later (say, through a pop-up).
+    const body = checkoutBody({ updatedAt: new Date(now.getTime() - 2 * HOUR) });
+    body.customer.sms_marketing_consent.consent_updated_at = new Date(now.getTime() - HOUR).toISOString();
+    const late = await eventJob(shop, 'checkouts/update', body);
+    await evaluateAutomation(late.data, deps(now));
+    expect(await evaluateAutomation(dueData(late.data), deps(now))).toEqual([
+      { trigger: 'abandoned_checkout', action: 'skipped', reason: 'consent_after_abandonment', detail: expect.any(String) },
+    ]);
+    expect(await messagesOf(s.id)).toHaveLength(0);
+
+    // Ticked at the checkout itself: stamped when the webhook arrived, a minute after the checkout's time. Allowed.
+    const other = newShop();
+    const { shop: o } = await upsertShop(db(), other);
+    await ensureDefaultAutomations(db(), o.id);
+    await updateAutomation(db(), o.id, await automationId(o.id, 'welcome'), { enabled: false });
+    const atCheckout = checkoutBody({ updatedAt: new Date(now.getTime() - 40 * 60_000) });
+    atCheckout.customer.sms_marketing_consent.consent_updated_at = new Date(now.getTime() - 39 * 60_000).toISOString();
+    const ticked = await eventJob(other, 'checkouts/update', atCheckout);
+    await evaluateAutomation(ticked.data, deps(now));
+    expect(await evaluateAutomation(dueData(ticked.data), deps(now))).toEqual([expect.objectContaining({ trigger: 'abandoned_checkout', action: 'queued' })]);
+  });
+
   it('conditions: order.totalPrice gt 100 skips a 79.43 order with conditions_not_met', async () => {
     const shop = newShop();
     const { shop: s } = await upsertShop(db(), shop);

@@ -43,6 +43,9 @@ export type AutomationOutcome =
   | { trigger: AutomationTrigger; action: 'duplicate'; messageId: number };
 
 /** Internal trigger of the delayed abandoned-checkout evaluation. */
+/** How long after a checkout's last touch a consent stamp still counts as given at that checkout. */
+const CONSENT_AT_CHECKOUT_GRACE_MS = 10 * 60_000;
+
 export const ABANDONED_CHECKOUT_DUE = 'abandoned_checkout';
 
 const ABANDONED_CHECKOUT_MAX_AGE_MS = ABANDONED_CHECKOUT_MAX_AGE_HOURS * 3_600_000;
@@ -248,6 +251,13 @@ async function evaluateOne(
     abandonedAt = checkout?.lastSeenAt ?? dateOr(ctx.checkout?.updatedAt ?? ctx.checkout?.createdAt, now);
     if (now.getTime() - abandonedAt.getTime() > ABANDONED_CHECKOUT_MAX_AGE_MS) {
       return skip(deps, shop, automation, contact.id, data, 'too_late', `abandoned more than ${ABANDONED_CHECKOUT_MAX_AGE_HOURS}h ago`);
+    }
+    // Consent must predate the abandonment: a customer who subscribed after leaving the checkout (a pop-up, a keyword)
+    // agreed to hear from the shop, not to be reminded of that cart. Consent ticked at the checkout itself is stamped
+    // when its webhook arrived, moments after the checkout's own time: hence the grace.
+    const consentAt = contact.smsConsentUpdatedAt;
+    if (consentAt && consentAt.getTime() > abandonedAt.getTime() + CONSENT_AT_CHECKOUT_GRACE_MS) {
+      return skip(deps, shop, automation, contact.id, data, 'consent_after_abandonment', 'the customer subscribed after leaving the checkout');
     }
   }
 
