@@ -96,6 +96,10 @@ const envSchema = z.object({
   SMS_COST_PER_SEGMENT: z.coerce.number().min(0).max(10).default(0.03),
   DELIVERY_RECONCILE_DELAY_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
   DELIVERY_RECONCILE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
+  CAMPAIGN_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
+  CAMPAIGN_MAX_BACKLOG: z.coerce.number().int().min(1).max(1_000_000).default(2000),
+  CAMPAIGN_POLL_MS: z.coerce.number().int().min(10).max(600_000).default(1000),
+  CAMPAIGN_PAUSED_RECHECK_MS: z.coerce.number().int().min(10).max(3_600_000).default(10_000),
   HOUSEKEEPING_SCHEDULES: bool.default(true),
   MESSAGE_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
@@ -169,6 +173,16 @@ export interface Config {
     readonly retryFailedMaxPerRun: number;
     /** A message `queued` or `sending` this long with no job to move it on is swept by `reconcile`. */
     readonly stuckMessageTimeoutMinutes: number;
+  };
+  readonly campaigns: {
+    /** Contacts per audience page. */
+    readonly batchSize: number;
+    /** Most messages of one campaign queued or sending at once: the campaign's share of the delivery queue. */
+    readonly maxBacklog: number;
+    /** How often a campaign whose backlog is full looks again. */
+    readonly pollMs: number;
+    /** How long a delivery job of a paused campaign waits before it looks at the campaign again. */
+    readonly pausedRecheckMs: number;
   };
   readonly workers: {
     readonly queues: readonly QueueName[];
@@ -271,6 +285,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       eventRetentionDays: e.EVENT_RETENTION_DAYS,
       retryFailedMaxPerRun: e.RETRY_FAILED_MAX_PER_RUN,
       stuckMessageTimeoutMinutes: e.STUCK_MESSAGE_TIMEOUT_MINUTES,
+    },
+    campaigns: {
+      batchSize: e.CAMPAIGN_BATCH_SIZE,
+      maxBacklog: e.CAMPAIGN_MAX_BACKLOG,
+      pollMs: e.CAMPAIGN_POLL_MS,
+      pausedRecheckMs: e.CAMPAIGN_PAUSED_RECHECK_MS,
     },
     workers: {
       queues: e.WORKER_QUEUES,

@@ -23,6 +23,10 @@ export const ErrorCodes = {
   TEMPLATE_RENDER_FAILED: { status: 422, permanent: true },
   /** An automation's JSON condition is malformed (unknown op, bad path, too deep). */
   CONDITION_INVALID: { status: 400, permanent: true },
+  /** A segment filter is malformed (unknown condition, bad value, too deep). */
+  SEGMENT_INVALID: { status: 400, permanent: true },
+  /** The campaign is not in a state that allows this action (e.g. editing one that is sending). */
+  CAMPAIGN_STATE_CONFLICT: { status: 409, permanent: true },
   REDIS_UNAVAILABLE: { status: 503, permanent: false },
   DATABASE_UNAVAILABLE: { status: 503, permanent: false },
   SERVICE_UNAVAILABLE: { status: 503, permanent: false },

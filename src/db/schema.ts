@@ -48,6 +48,10 @@ export const contacts = pgTable('contacts', {
   optedOutAt: ts('opted_out_at'),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
+  // 0004: order statistics for segments, maintained from order webhooks.
+  lastOrderAt: ts('last_order_at'),
+  ordersCount: integer('orders_count').notNull().default(0),
+  totalSpent: numeric('total_spent', { precision: 14, scale: 2 }).notNull().default('0'),
 });
 
 export const consentChanges = pgTable('consent_changes', {
@@ -210,4 +214,69 @@ export type Message = typeof messages.$inferSelect;
 export type MessageSkip = typeof messageSkips.$inferSelect;
 export type Checkout = typeof checkouts.$inferSelect;
 
-export const schema = { shops, contacts, consentChanges, events, deadLetters, automations, messages, messageSkips, checkouts };
+// ---- 0004: segments and campaigns ----
+
+export const contactOrders = pgTable('contact_orders', {
+  shopId: bigint('shop_id', { mode: 'number' })
+    .notNull()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  orderId: text('order_id').notNull(),
+  contactId: bigint('contact_id', { mode: 'number' })
+    .notNull()
+    .references(() => contacts.id, { onDelete: 'cascade' }),
+  total: numeric('total', { precision: 14, scale: 2 }).notNull().default('0'),
+  orderedAt: ts('ordered_at').notNull(),
+});
+
+export const segments = pgTable('segments', {
+  id: id(),
+  shopId: bigint('shop_id', { mode: 'number' })
+    .notNull()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  name: text('name').notNull(),
+  filter: jsonb('filter').$type<unknown>().notNull(),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+export type CampaignStatus = 'draft' | 'scheduled' | 'sending' | 'paused' | 'sent' | 'cancelled' | 'failed';
+
+/** Per-campaign overrides of the shop's marketing rules; an absent field follows the shop. */
+export interface CampaignSettings {
+  frequencyCap?: { max: number; windowHours: number } | null;
+  quietHours?: { enabled?: boolean; start?: string; end?: string };
+}
+
+export const campaigns = pgTable('campaigns', {
+  id: id(),
+  shopId: bigint('shop_id', { mode: 'number' })
+    .notNull()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  name: text('name').notNull(),
+  segmentId: bigint('segment_id', { mode: 'number' }).references(() => segments.id, { onDelete: 'set null' }),
+  filter: jsonb('filter').$type<unknown>(),
+  body: text('body').notNull(),
+  discountCode: text('discount_code'),
+  linkUrl: text('link_url'),
+  settings: jsonb('settings').$type<CampaignSettings>().notNull().default({}),
+  status: text('status').$type<CampaignStatus>().notNull().default('draft'),
+  scheduledAt: ts('scheduled_at'),
+  generation: integer('generation').notNull().default(0),
+  cursorContactId: bigint('cursor_contact_id', { mode: 'number' }).notNull().default(0),
+  pageStartId: bigint('page_start_id', { mode: 'number' }).notNull().default(0),
+  pendingEnqueue: boolean('pending_enqueue').notNull().default(false),
+  totalRecipients: integer('total_recipients'),
+  materializedAt: ts('materialized_at'),
+  startedAt: ts('started_at'),
+  pausedAt: ts('paused_at'),
+  completedAt: ts('completed_at'),
+  cancelledAt: ts('cancelled_at'),
+  error: text('error'),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+export type Segment = typeof segments.$inferSelect;
+export type Campaign = typeof campaigns.$inferSelect;
+
+export const schema = { shops, contacts, consentChanges, events, deadLetters, automations, messages, messageSkips, checkouts, contactOrders, segments, campaigns };

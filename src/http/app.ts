@@ -12,6 +12,8 @@ import type { DeadLetterQueue } from '../queue/deadLetters.js';
 import { newRequestId, type QueueRegistry } from '../queue/queues.js';
 import type { WorkerPool } from '../queue/worker.js';
 import { registerDeadLetterRoutes } from './routes/deadLetters.js';
+import { registerCampaignRoutes } from './routes/campaigns.js';
+import { registerSegmentRoutes } from './routes/segments.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMittoRoutes } from './routes/mitto.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
@@ -84,6 +86,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(registerHealthRoutes, { deps });
   await app.register(registerMittoRoutes, { deps });
   await app.register(registerDeadLetterRoutes, { deps });
+  await app.register(registerSegmentRoutes, { deps });
+  await app.register(registerCampaignRoutes, { deps });
   return app;
 }
 

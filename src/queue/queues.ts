@@ -60,6 +60,8 @@ export const campaignsJobSchema = z.object({
   campaignId: z.string().min(1).max(100),
   shopId: shopDomain,
   batchSize: z.number().int().min(1).max(10_000).default(500),
+  /** The campaign's generation when the job was made (bumped by send, schedule, resume): an older job stands down. */
+  generation: z.number().int().min(0).optional(),
   ...stamps,
 });
 

@@ -20,6 +20,7 @@ import type { Renderer } from '../messages/render.js';
 import type { SmsProvider } from '../messages/providers/types.js';
 import { evaluateAutomation } from './processors/automations.js';
 import { processDelivery, type DeliveryControl } from './processors/delivery.js';
+import { campaignGate, processCampaignBatch } from './processors/campaigns.js';
 import { processEvent } from './processors/events.js';
 import { parseJobData, QUEUE_NAMES, type JobData, type QueueName, type QueueRegistry } from './queues.js';
 import { getRedisConnection } from './redis.js';
@@ -70,11 +71,32 @@ export const PROCESSORS: ProcessorMap = {
         callbackUrl: (id) => `${ctx.services.publicUrl}/webhooks/mitto/dlr?token=${encodeURIComponent(sms.dlrToken)}&ref=${id}`,
         reconcileDelayMs: sms.reconcileDelayMs,
         reconcileAttempts: sms.reconcileAttempts,
+        campaignGate: campaignGate(ctx.db.db, ctx.config.campaigns.pausedRecheckMs),
       },
       deliveryControl(job, ctx),
     );
   },
 };
+
+/** `campaigns:batch`: pages of the audience while the campaign's delivery backlog has room; otherwise it runs again later. */
+PROCESSORS.campaigns = (job, data, ctx) =>
+  processCampaignBatch(
+    data,
+    {
+      database: ctx.db,
+      queues: ctx.queues,
+      logger: ctx.logger,
+      renderer: ctx.services.renderer,
+      sms: ctx.config.sms,
+      pacing: { ...ctx.config.campaigns, maxPagesPerRun: 10 },
+    },
+    {
+      async deferUntil(at) {
+        await job.moveToDelayed(at.getTime(), ctx.token);
+        throw new DelayedError();
+      },
+    },
+  );
 
 /** BullMQ's ways of putting a job off, behind the processor's queue-agnostic interface. */
 function deliveryControl(job: Job, ctx: ProcessorContext): DeliveryControl {

@@ -35,6 +35,11 @@ export interface DeliveryDeps {
   reconcileDelayMs: number;
   reconcileAttempts: number;
   now?: () => Date;
+  /**
+   * For campaign messages: whether the campaign still sends (`send`), is paused (`hold`: look again at the given time)
+   * or was cancelled (`cancel`). Absent: campaign messages are sent like any other.
+   */
+  campaignGate?: (campaignId: string) => Promise<{ action: 'send' } | { action: 'hold'; until: Date } | { action: 'cancel' }>;
 }
 
 /** How the processor talks back to the queue, without knowing BullMQ. */
@@ -76,6 +81,14 @@ export async function processDelivery(data: JobData<'delivery'>, deps: DeliveryD
   // status === 'queued'
   if (message.scheduledFor && message.scheduledFor.getTime() > now.getTime() + 1000) {
     return control.deferUntil(message.scheduledFor);
+  }
+  if (message.campaignId && deps.campaignGate) {
+    const gate = await deps.campaignGate(message.campaignId);
+    if (gate.action === 'hold') return control.deferUntil(gate.until);
+    if (gate.action === 'cancel') {
+      await markNotSent(deps.db, id, 'cancelled', 'campaign_cancelled');
+      return { status: 'cancelled', messageId: id, reason: 'campaign_cancelled' };
+    }
   }
   const notSent = await recheckAtSendTime(message, data, deps);
   if (notSent) {
@@ -176,6 +189,8 @@ async function recheckAtSendTime(
   if (!shop || shop.uninstalledAt) return { status: 'cancelled', reason: 'shop_uninstalled' };
   // A HELP auto-reply answers the customer's own message: carriers require it even after STOP.
   if (message.trigger === 'help_reply') return null;
+  // A campaign's test send goes to the number the merchant typed in, not to a contact.
+  if (message.trigger === 'campaign_test') return null;
   const contact = message.contactId !== null ? await getContact(deps.db, message.shopId, message.contactId) : undefined;
   if (!contact) return { status: 'skipped', reason: 'no_contact' };
   const consent = checkConsent(contact, message.kind);

@@ -8,6 +8,7 @@
 import type { Db } from '../../db/client.js';
 import { findConsentChangeByRequest, upsertContact, type ContactInput, type ContactUpsertResult } from '../../db/contacts.js';
 import { markEventDone } from '../../db/events.js';
+import { recordContactOrder } from '../../db/segments.js';
 import { markShopUninstalled, upsertShop } from '../../db/shops.js';
 import type { ConsentState, Shop } from '../../db/schema.js';
 import { isAppError } from '../../errors.js';
@@ -119,6 +120,16 @@ export async function processEvent(data: JobData<'events'>, deps: EventsDeps, jo
     const { shop } = await upsertShop(deps.db, shopId);
     const input = contactInputFrom(context, shop, triggeredAt);
     const upserted = input ? await upsertContact(deps.db, shop.id, input, { requestId }) : null;
+    // Order statistics for segments (orders count, total spent, last order), counted once per order.
+    if (upserted && context.kind === 'order' && topic !== 'orders/cancelled') {
+      const o = context.order;
+      const at = o.createdAt ? new Date(o.createdAt) : (triggeredAt ?? new Date());
+      await recordContactOrder(deps.db, shop.id, upserted.contact.id, {
+        orderId: o.id,
+        total: Number(o.totalPrice ?? 0),
+        orderedAt: Number.isNaN(at.getTime()) ? new Date() : at,
+      });
+    }
     if (input?.shopifyCustomerId === null && input.phone === null) log.debug('Event has no usable customer identity');
     if (upserted?.consentChange) {
       log.info({ contactId: upserted.contact.id, consentFrom: upserted.consentChange.from, consentTo: upserted.consentChange.to }, 'Consent changed');

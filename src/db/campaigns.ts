@@ -1,0 +1,289 @@
+/**
+ * Named database operations on `campaigns`, and the statements of one audience page (run inside one transaction by
+ * `src/campaigns/batch.ts`): lock the campaign, read the next keyset page of contacts, read their recent marketing
+ * sends, insert the page's message rows, advance the cursor.
+ *
+ * The page statements take a raw {@link Querier} so they run on the transaction's own session (PostgreSQL) or inside
+ * PGlite's transaction; values are always parameters.
+ */
+import { and, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { toQuery } from '../campaigns/segments.js';
+import type { Db, Querier } from './client.js';
+import { campaigns, messages, type Campaign, type CampaignSettings, type CampaignStatus, type ConsentState } from './schema.js';
+
+export interface NewCampaign {
+  shopId: number;
+  name: string;
+  segmentId: number | null;
+  filter: unknown;
+  body: string;
+  discountCode: string | null;
+  linkUrl: string | null;
+  settings: CampaignSettings;
+}
+
+export async function createCampaign(db: Db, c: NewCampaign): Promise<Campaign> {
+  const [row] = await db.insert(campaigns).values(c).returning();
+  return row!;
+}
+
+export async function getCampaign(db: Db, id: number): Promise<Campaign | undefined> {
+  const [row] = await db.select().from(campaigns).where(eq(campaigns.id, id));
+  return row;
+}
+
+export async function getShopCampaign(db: Db, shopId: number, id: number): Promise<Campaign | undefined> {
+  const [row] = await db.select().from(campaigns).where(and(eq(campaigns.shopId, shopId), eq(campaigns.id, id)));
+  return row;
+}
+
+export async function listCampaigns(db: Db, shopId: number, limit = 100): Promise<Campaign[]> {
+  return db.select().from(campaigns).where(eq(campaigns.shopId, shopId)).orderBy(desc(campaigns.id)).limit(limit);
+}
+
+/**
+ * Moves a campaign from one of `from` to a new state with `patch`, atomically: returns the updated row, or undefined
+ * when it was in none of `from` (another request moved it first).
+ */
+export async function transitionCampaign(
+  db: Db,
+  id: number,
+  from: readonly CampaignStatus[],
+  patch: Partial<typeof campaigns.$inferInsert> & { status?: CampaignStatus; bumpGeneration?: boolean },
+): Promise<Campaign | undefined> {
+  const { bumpGeneration, ...set } = patch;
+  const [row] = await db
+    .update(campaigns)
+    .set({ ...set, ...(bumpGeneration ? { generation: sql`${campaigns.generation} + 1` } : {}), updatedAt: sql`now()` })
+    .where(and(eq(campaigns.id, id), inArray(campaigns.status, [...from])))
+    .returning();
+  return row;
+}
+
+/** Cancels the campaign's messages not yet handed to the provider; returns how many. */
+export async function cancelQueuedMessages(db: Db, campaignId: number): Promise<number> {
+  const rows = await db
+    .update(messages)
+    .set({ status: 'cancelled', errorCode: 'campaign_cancelled', updatedAt: sql`now()` })
+    .where(and(eq(messages.campaignId, String(campaignId)), eq(messages.status, 'queued')))
+    .returning({ id: messages.id });
+  return rows.length;
+}
+
+/** Messages of the campaign not yet final on our side (`queued` or `sending`): its backlog in the delivery queue. */
+export async function countOutstanding(db: Db, campaignId: number): Promise<number> {
+  const [row] = await db
+    .select({ n: sql<number>`count(*)::int` })
+    .from(messages)
+    .where(and(eq(messages.campaignId, String(campaignId)), inArray(messages.status, ['queued', 'sending'])));
+  return Number(row?.n ?? 0);
+}
+
+export async function countMessagesByStatus(db: Db, campaignId: number): Promise<Record<string, number>> {
+  const rows = await db
+    .select({ status: messages.status, n: sql<number>`count(*)::int` })
+    .from(messages)
+    .where(eq(messages.campaignId, String(campaignId)))
+    .groupBy(messages.status);
+  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+}
+
+export async function countSkipsByReason(db: Db, campaignId: number): Promise<Record<string, number>> {
+  const rows = await db
+    .select({ reason: messages.errorCode, n: sql<number>`count(*)::int` })
+    .from(messages)
+    .where(and(eq(messages.campaignId, String(campaignId)), eq(messages.status, 'skipped')))
+    .groupBy(messages.errorCode);
+  return Object.fromEntries(rows.map((r) => [r.reason ?? 'unknown', Number(r.n)]));
+}
+
+/** Queued messages of the last page (contacts in `(after, upTo]`), whose delivery jobs may be missing after a crash. */
+export async function queuedMessagesOfPage(db: Db, campaignId: number, after: number, upTo: number) {
+  return db
+    .select({ id: messages.id, contactId: messages.contactId, scheduledFor: messages.scheduledFor })
+    .from(messages)
+    .where(
+      and(
+        eq(messages.campaignId, String(campaignId)),
+        eq(messages.status, 'queued'),
+        sql`${messages.contactId} > ${after} AND ${messages.contactId} <= ${upTo}`,
+      ),
+    );
+}
+
+/** Clears the "jobs may be missing" flag, unless another page was produced meanwhile (its flag must stay). */
+export async function clearPendingEnqueue(db: Db, campaignId: number, cursor: number): Promise<void> {
+  await db
+    .update(campaigns)
+    .set({ pendingEnqueue: false })
+    .where(and(eq(campaigns.id, campaignId), eq(campaigns.cursorContactId, cursor)));
+}
+
+// ---- one audience page, inside a transaction ----
+
+export interface LockedCampaign {
+  status: CampaignStatus;
+  generation: number;
+  cursor: number;
+  materialized: boolean;
+}
+
+/** Locks the campaign row for the transaction: pages of one campaign are produced one at a time. */
+export async function lockCampaign(tx: Querier, id: number): Promise<LockedCampaign | undefined> {
+  const [row] = await tx.query<{ status: CampaignStatus; generation: number; cursor_contact_id: string | number; materialized_at: Date | null }>(
+    'SELECT status, generation, cursor_contact_id, materialized_at FROM campaigns WHERE id = $1 FOR UPDATE',
+    [id],
+  );
+  if (!row) return undefined;
+  return { status: row.status, generation: Number(row.generation), cursor: Number(row.cursor_contact_id), materialized: row.materialized_at !== null };
+}
+
+export interface AudienceContact {
+  id: number;
+  phone: string | null;
+  firstName: string | null;
+  lastName: string | null;
+  tags: string[];
+  countryCode: string | null;
+  provinceCode: string | null;
+  timezone: string | null;
+  smsConsent: ConsentState;
+  optedOutAt: Date | null;
+  ordersCount: number;
+  totalSpent: string;
+  lastOrderAt: Date | null;
+}
+
+/**
+ * The next `limit` contacts of the shop after `after` (contact id) matching `where`, in id order, locked for the
+ * transaction: a concurrent automation's frequency-capped reservation for one of them waits for this page, so the cap
+ * holds across campaigns and automations.
+ */
+export async function selectAudiencePage(tx: Querier, shopId: number, where: SQL, after: number, limit: number): Promise<AudienceContact[]> {
+  const q = toQuery(sql`
+    SELECT id, phone, first_name, last_name, tags, country_code, province_code, timezone, sms_consent, opted_out_at,
+           orders_count, total_spent, last_order_at
+      FROM contacts
+     WHERE shop_id = ${shopId} AND id > ${after} AND (${where})
+     ORDER BY id
+     LIMIT ${limit}
+       FOR UPDATE`);
+  const rows = await tx.query<Record<string, any>>(q.sql, q.params);
+  return rows.map((r) => ({
+    id: Number(r.id),
+    phone: r.phone,
+    firstName: r.first_name,
+    lastName: r.last_name,
+    tags: r.tags ?? [],
+    countryCode: r.country_code,
+    provinceCode: r.province_code,
+    timezone: r.timezone,
+    smsConsent: r.sms_consent,
+    optedOutAt: r.opted_out_at ? new Date(r.opted_out_at) : null,
+    ordersCount: Number(r.orders_count),
+    totalSpent: String(r.total_spent),
+    lastOrderAt: r.last_order_at ? new Date(r.last_order_at) : null,
+  }));
+}
+
+/** Send times (ms) of recent marketing messages to contacts with ids in `(after, upTo]`, by contact id. */
+export async function recentSendsOfPage(tx: Querier, shopId: number, after: number, upTo: number, since: Date, exceptCampaign: string): Promise<Map<number, number[]>> {
+  const rows = await tx.query<{ contact_id: string | number; at: Date | string }>(
+    `SELECT contact_id, coalesce(scheduled_for, created_at) AS at FROM messages
+      WHERE shop_id = $1 AND contact_id > $2 AND contact_id <= $3 AND kind = 'marketing'
+        AND status IN ('queued', 'sending', 'sent', 'delivered')
+        AND coalesce(scheduled_for, created_at) > $4::timestamptz
+        AND campaign_id IS DISTINCT FROM $5`,
+    [shopId, after, upTo, since.toISOString(), exceptCampaign],
+  );
+  const byContact = new Map<number, number[]>();
+  for (const r of rows) {
+    const id = Number(r.contact_id);
+    const list = byContact.get(id) ?? [];
+    list.push(new Date(r.at).getTime());
+    byContact.set(id, list);
+  }
+  return byContact;
+}
+
+export interface PageMessage {
+  contactId: number;
+  idempotencyKey: string;
+  status: 'queued' | 'skipped';
+  /** Skip reason (stored as the message's error code). */
+  reason: string | null;
+  toPhone: string | null;
+  body: string | null;
+  encoding: 'GSM-7' | 'UCS-2' | null;
+  segments: number | null;
+  costEstimate: number | null;
+  scheduledFor: Date | null;
+}
+
+const MESSAGE_COLUMNS = 14;
+
+/**
+ * Inserts the page's message rows (skipped recipients included, so "one row per campaign per contact" holds for them
+ * too) and, for the skipped ones, their `message_skips` rows — one statement. Rows whose idempotency key exists are
+ * left alone. Returns the rows created that are to be sent.
+ */
+export async function insertPageMessages(
+  tx: Querier,
+  m: { shopId: number; campaignId: string; sender: string; requestId: string },
+  rows: PageMessage[],
+): Promise<Array<{ id: number; contactId: number; scheduledFor: Date | null }>> {
+  if (!rows.length) return [];
+  const params: unknown[] = [];
+  const values = rows.map((r, i) => {
+    params.push(
+      m.shopId,
+      r.contactId,
+      m.campaignId,
+      r.idempotencyKey,
+      r.toPhone,
+      m.sender,
+      r.body,
+      r.encoding,
+      r.segments,
+      r.costEstimate === null ? null : r.costEstimate.toFixed(4),
+      r.status,
+      r.reason,
+      r.scheduledFor ? r.scheduledFor.toISOString() : null,
+      m.requestId,
+    );
+    const b = i * MESSAGE_COLUMNS;
+    const p = (k: number) => `$${b + k}`;
+    return `(${p(1)}::bigint, ${p(2)}::bigint, ${p(3)}, 'marketing', 'campaign', ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}, ${p(8)}, ${p(9)}::int, ${p(10)}::numeric, ${p(11)}, ${p(12)}, ${p(13)}::timestamptz, ${p(14)})`;
+  });
+  const created = await tx.query<{ id: string | number; contact_id: string | number; status: string; scheduled_for: Date | string | null }>(
+    `WITH ins AS (
+       INSERT INTO messages (shop_id, contact_id, campaign_id, kind, trigger, idempotency_key, to_phone, sender, body, encoding,
+                             segments, cost_estimate, status, error_code, scheduled_for, request_id)
+       VALUES ${values.join(',\n')}
+       ON CONFLICT (shop_id, idempotency_key) DO NOTHING
+       RETURNING id, shop_id, contact_id, campaign_id, status, error_code, scheduled_for, request_id
+     ), skips AS (
+       INSERT INTO message_skips (shop_id, contact_id, campaign_id, message_id, trigger, reason, detail, request_id)
+       SELECT shop_id, contact_id, campaign_id, id, 'campaign', error_code, 'campaign audience', request_id FROM ins WHERE status = 'skipped'
+     )
+     SELECT id, contact_id, status, scheduled_for FROM ins`,
+    params,
+  );
+  return created
+    .filter((r) => r.status === 'queued')
+    .map((r) => ({ id: Number(r.id), contactId: Number(r.contact_id), scheduledFor: r.scheduled_for ? new Date(r.scheduled_for) : null }));
+}
+
+/**
+ * Moves the cursor past the page, in the page's transaction. `pending_enqueue` stays set until the page's delivery
+ * jobs are in Redis; a run that finds it set adds them again (their ids are deterministic, so that is harmless).
+ */
+export async function advanceCursor(tx: Querier, id: number, pageStart: number, cursor: number, exhausted: boolean): Promise<void> {
+  await tx.query(
+    `UPDATE campaigns SET page_start_id = $2, cursor_contact_id = $3, pending_enqueue = $4,
+            materialized_at = CASE WHEN $5::boolean THEN coalesce(materialized_at, now()) ELSE materialized_at END,
+            updated_at = now()
+      WHERE id = $1`,
+    [id, pageStart, cursor, cursor !== pageStart, exhausted],
+  );
+}
