@@ -14,6 +14,11 @@ export const ErrorCodes = {
   INVALID_SIGNATURE: { status: 401, permanent: true },
   UNAUTHORIZED: { status: 401, permanent: true },
   OPERATOR_DISABLED: { status: 403, permanent: true },
+  /** Merchant endpoints need SHOPIFY_API_KEY (the `aud` of session tokens) in production. */
+  MERCHANT_API_DISABLED: { status: 403, permanent: true },
+  /** A CSV upload that cannot be read at all (not individual bad rows, which are reported per line). */
+  CSV_INVALID: { status: 400, permanent: true },
+  RATE_LIMITED: { status: 429, permanent: false },
   NOT_FOUND: { status: 404, permanent: true },
   PAYLOAD_TOO_LARGE: { status: 413, permanent: true },
   VALIDATION_FAILED: { status: 400, permanent: true },

@@ -17,6 +17,7 @@ import { startEmbeddedRedis, type EmbeddedRedis } from './queue/embeddedRedis.js
 import { QueueRegistry } from './queue/queues.js';
 import { assertRedisReachable, getRedisConnection, redactUrl } from './queue/redis.js';
 import { WorkerPool, type ProcessorMap, type Services } from './queue/worker.js';
+import { createServiceMetrics, instrumentProvider } from './queue/metrics.js';
 import { createRenderer } from './messages/render.js';
 import { createMittoProvider } from './messages/providers/mitto.js';
 import type { SmsProvider } from './messages/providers/types.js';
@@ -97,9 +98,11 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     let app: FastifyInstance | undefined;
     let url: string | undefined;
     const services: Services = { renderer: createRenderer(), publicUrl: config.sms.publicUrl };
-    const pool = new WorkerPool({ config, db, queues, logger, deadLetters, processors: options.processors, services });
+    // One set of Prometheus metrics per service: the app serves them, the workers and the provider feed them.
+    const metrics = createServiceMetrics();
+    const pool = new WorkerPool({ config, db, queues, logger, deadLetters, processors: options.processors, services, metrics });
     if (options.api) {
-      app = await buildApp({ config, logger, db, queues, deadLetters, workers: pool });
+      app = await buildApp({ config, logger, db, queues, deadLetters, workers: pool, metrics });
       const built = app;
       cleanups.push(() => built.close());
       if (options.listen !== false) {
@@ -114,7 +117,7 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     let sandbox: Sandbox | undefined;
     if (options.workers.includes('delivery')) {
       if (options.provider) {
-        services.provider = options.provider;
+        services.provider = instrumentProvider(options.provider, metrics);
       } else {
         let baseUrl = config.sms.mittoApiUrl;
         if (config.sms.provider === 'sandbox') {
@@ -124,7 +127,7 @@ export async function startSystem(options: SystemOptions): Promise<System> {
           baseUrl = await sb.listen(config.sms.sandboxPort, '127.0.0.1');
           logger.info({ sandbox: baseUrl }, 'SMS provider: the bundled Mitto sandbox (set MITTO_API_KEY to send for real)');
         }
-        services.provider = createMittoProvider({ baseUrl, apiKey: config.sms.mittoApiKey, timeoutMs: config.sms.timeoutMs });
+        services.provider = instrumentProvider(createMittoProvider({ baseUrl, apiKey: config.sms.mittoApiKey, timeoutMs: config.sms.timeoutMs }), metrics);
       }
     }
 

@@ -1,5 +1,5 @@
 /** Named database operations on `contacts` and `consent_changes`. */
-import { and, desc, eq, sql } from 'drizzle-orm';
+import { and, desc, eq, ilike, lt, or, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { consentChanges, contacts, type ConsentState, type Contact } from './schema.js';
 
@@ -204,4 +204,77 @@ export async function findConsentChangeByRequest(db: Db, contactId: number, requ
     .orderBy(desc(consentChanges.id))
     .limit(1);
   return row;
+}
+
+export interface ContactSearch {
+  /** Matched against phone, email, first and last name (case-insensitive substring). */
+  q?: string;
+  consent?: ConsentState;
+  limit: number;
+  /** Keyset pagination: contacts with a smaller id than this (newest first). */
+  beforeId?: number;
+}
+
+/** One page of a shop's contacts, newest first. */
+export async function searchContacts(db: Db, shopId: number, search: ContactSearch): Promise<Contact[]> {
+  const like = search.q ? `%${search.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined;
+  return db
+    .select()
+    .from(contacts)
+    .where(
+      and(
+        eq(contacts.shopId, shopId),
+        search.consent ? eq(contacts.smsConsent, search.consent) : undefined,
+        search.beforeId ? lt(contacts.id, search.beforeId) : undefined,
+        like
+          ? or(ilike(contacts.phone, like), ilike(contacts.email, like), ilike(contacts.firstName, like), ilike(contacts.lastName, like))
+          : undefined,
+      ),
+    )
+    .orderBy(desc(contacts.id))
+    .limit(search.limit);
+}
+
+/**
+ * Sets a contact's consent by hand (merchant action), recording the change in `consent_changes`. The row is locked so
+ * a concurrent STOP is not overwritten unseen. Returns undefined when the shop has no such contact.
+ */
+export async function setContactConsent(
+  db: Db,
+  shopId: number,
+  contactId: number,
+  change: { state: ConsentState; source: string; requestId?: string | null; now?: Date },
+): Promise<{ contact: Contact; changed: boolean } | undefined> {
+  const now = change.now ?? new Date();
+  return db.transaction(async (tx) => {
+    const [existing] = await tx
+      .select()
+      .from(contacts)
+      .where(and(eq(contacts.shopId, shopId), eq(contacts.id, contactId)))
+      .for('update');
+    if (!existing) return undefined;
+    if (existing.smsConsent === change.state) return { contact: existing, changed: false };
+    const [contact] = await tx
+      .update(contacts)
+      .set({
+        smsConsent: change.state,
+        smsConsentOptInLevel: change.state === 'subscribed' ? 'single_opt_in' : existing.smsConsentOptInLevel,
+        smsConsentSource: change.source,
+        smsConsentUpdatedAt: now,
+        optedOutAt: change.state === 'unsubscribed' ? now : null,
+        updatedAt: sql`now()`,
+      })
+      .where(eq(contacts.id, contactId))
+      .returning();
+    await tx.insert(consentChanges).values({
+      shopId,
+      contactId,
+      previousState: existing.smsConsent,
+      newState: change.state,
+      source: change.source,
+      occurredAt: now,
+      requestId: change.requestId ?? null,
+    });
+    return { contact: contact!, changed: true };
+  });
 }

@@ -275,3 +275,43 @@ export async function recentMarketingSends(db: Db, shopId: number, contactId: nu
     );
   return rows.map((r) => new Date(r.at).getTime());
 }
+
+export interface MessageSearch {
+  status?: Message['status'];
+  contactId?: number;
+  limit: number;
+  /** Keyset pagination: messages with a smaller id than this (newest first). */
+  beforeId?: number;
+}
+
+/** One page of a shop's messages, newest first. */
+export async function listMessages(db: Db, shopId: number, search: MessageSearch): Promise<Message[]> {
+  return db
+    .select()
+    .from(messages)
+    .where(
+      and(
+        eq(messages.shopId, shopId),
+        search.status ? eq(messages.status, search.status) : undefined,
+        search.contactId !== undefined ? eq(messages.contactId, search.contactId) : undefined,
+        search.beforeId ? sql`${messages.id} < ${search.beforeId}` : undefined,
+      ),
+    )
+    .orderBy(sql`${messages.id} DESC`)
+    .limit(search.limit);
+}
+
+/** The shop's message with this idempotency key, if one exists (the simulator's dedupe check; reads only). */
+export async function findMessageByKey(db: Db, shopId: number, idempotencyKey: string): Promise<Message | undefined> {
+  const [row] = await db
+    .select()
+    .from(messages)
+    .where(and(eq(messages.shopId, shopId), eq(messages.idempotencyKey, idempotencyKey)));
+  return row;
+}
+
+/** Message rows by status across every shop (the `/metrics` gauge). */
+export async function countMessagesByStatus(db: Db): Promise<Record<string, number>> {
+  const rows = await db.select({ status: messages.status, n: sql<number>`count(*)::int` }).from(messages).groupBy(messages.status);
+  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+}

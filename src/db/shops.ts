@@ -38,3 +38,30 @@ export async function markShopInstalled(db: Db, domain: string, at: Date): Promi
     .values({ domain, installedAt: at })
     .onConflictDoUpdate({ target: shops.domain, set: { installedAt: at, uninstalledAt: null, updatedAt: sql`now()` } });
 }
+
+export interface ShopSettingsUpdate {
+  /** New IANA zone for the `timezone` column; undefined leaves it. */
+  timezone?: string;
+  /** Top-level keys of `settings` to set (shallow: a nested object replaces the stored one). */
+  set?: Record<string, unknown>;
+  /** Top-level keys of `settings` to remove (back to the default). */
+  unset?: string[];
+}
+
+/** Updates a shop's time zone and settings in one statement (concurrent updates of other keys are not lost). */
+export async function updateShopSettings(db: Db, shopId: number, update: ShopSettingsUpdate): Promise<Shop | undefined> {
+  const set = JSON.stringify(update.set ?? {});
+  const unset = update.unset ?? [];
+  const [row] = await db
+    .update(shops)
+    .set({
+      ...(update.timezone !== undefined ? { timezone: update.timezone } : {}),
+      settings: unset.length
+        ? sql`(${shops.settings} || ${set}::jsonb) - ${sql.raw(`ARRAY[${unset.map((k) => `'${k.replace(/'/g, "''")}'`).join(',')}]::text[]`)}`
+        : sql`${shops.settings} || ${set}::jsonb`,
+      updatedAt: sql`now()`,
+    })
+    .where(eq(shops.id, shopId))
+    .returning();
+  return row;
+}

@@ -11,6 +11,8 @@ import type { Logger } from '../logger.js';
 import type { DeadLetterQueue } from '../queue/deadLetters.js';
 import { newRequestId, type QueueRegistry } from '../queue/queues.js';
 import type { WorkerPool } from '../queue/worker.js';
+import type { ServiceMetrics } from '../queue/metrics.js';
+import { registerAdminFoundation, registerAdminRoutes } from './admin.js';
 import { registerDeadLetterRoutes } from './routes/deadLetters.js';
 import { registerCampaignRoutes } from './routes/campaigns.js';
 import { registerSegmentRoutes } from './routes/segments.js';
@@ -26,6 +28,8 @@ export interface AppDeps {
   deadLetters: DeadLetterQueue;
   /** The workers of this process, if it runs any (for `/queue/health`). */
   workers?: WorkerPool;
+  /** Prometheus metrics shared with this process's workers; the app makes its own when absent. */
+  metrics?: ServiceMetrics;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -82,10 +86,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.status(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${req.url.split('?')[0]}` }, requestId: req.id }),
   );
 
+  // Docs, rate limits and webhook counting hook into routes as they are added: before any route.
+  await registerAdminFoundation(app, deps);
   await app.register(registerWebhookRoutes, { deps });
   await app.register(registerHealthRoutes, { deps });
   await app.register(registerMittoRoutes, { deps });
   await app.register(registerDeadLetterRoutes, { deps });
+  await app.register(registerAdminRoutes, { deps });
   await app.register(registerSegmentRoutes, { deps });
   await app.register(registerCampaignRoutes, { deps });
   return app;

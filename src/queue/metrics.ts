@@ -1,5 +1,10 @@
-/** Queue depth and processing figures read from Redis (BullMQ's job counts and per-minute metrics). */
+/**
+ * Queue depth and processing figures read from Redis (BullMQ's job counts and per-minute metrics), and the Prometheus
+ * metrics of a running service.
+ */
 import type { Queue } from 'bullmq';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { isProviderError, type SmsProvider } from '../messages/providers/types.js';
 
 export interface QueueDepth {
   waiting: number;
@@ -64,4 +69,173 @@ export async function collectQueueMetrics(
     result.processing[q.name] = all[i]!.processing;
   });
   return result;
+}
+
+// ---- Prometheus (`GET /metrics`) ----
+
+/**
+ * The Prometheus metrics of one running service, on a registry of its own (never prom-client's global one, so two
+ * services in one process — tests — do not collide). Counters and histograms are observed where things happen
+ * (workers, the provider, webhook intake); gauges are read from Redis and the database when scraped.
+ */
+export interface ServiceMetrics {
+  readonly registry: Registry;
+  /** Job run time (processedOn → finishedOn), by queue and outcome (`completed`, `failed`). */
+  readonly jobDuration: Histogram<'queue' | 'outcome'>;
+  /** Shopify webhook deliveries by topic and outcome (`accepted`, `duplicate`, `invalid_signature`, `rejected`, ...). */
+  readonly webhooks: Counter<'topic' | 'outcome'>;
+  /** Provider send latency by provider and result (`ok` or the error kind). */
+  readonly providerLatency: Histogram<'provider' | 'result'>;
+  /** Provider failures by provider, kind and stable code (`MITTO_INVALID_RECEIVER`, `HTTP_503`, `TIMEOUT`, ...). */
+  readonly providerErrors: Counter<'provider' | 'kind' | 'code'>;
+  /** Wires the scrape-time gauges to their sources. Called once, by the app that serves `/metrics`. */
+  bindSources(sources: MetricSources): void;
+}
+
+export interface MetricSources {
+  /** The five queues. */
+  queues: () => Queue[];
+  /** Message rows by status (every shop). */
+  messagesByStatus: () => Promise<Record<string, number>>;
+  /** Rows in the dead-letter table not yet replayed. */
+  deadLetterCount: () => Promise<number>;
+  /** A scrape must answer even when Redis is slow: gauges that take longer are left out of that scrape. */
+  timeoutMs: number;
+}
+
+const JOB_STATES = ['waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized', 'waiting-children'] as const;
+
+/** Topics as labels are bounded: anything outside the known set (fuzzed headers) is counted as `other`. */
+const KNOWN_TOPICS = new Set([
+  'orders/create', 'orders/paid', 'orders/fulfilled', 'orders/partially_fulfilled', 'orders/cancelled', 'orders/updated',
+  'checkouts/create', 'checkouts/update', 'fulfillments/create', 'fulfillments/update', 'customers/create',
+  'customers/update', 'customers/marketing_consent_update', 'inventory_levels/update', 'app/uninstalled',
+  'customers/data_request', 'customers/redact', 'shop/redact',
+]);
+
+export function topicLabel(topic: unknown): string {
+  return typeof topic === 'string' && KNOWN_TOPICS.has(topic) ? topic : 'other';
+}
+
+/** The outcome label of a webhook response. */
+export function webhookOutcome(status: number, duplicate: boolean): string {
+  if (status === 200) return duplicate ? 'duplicate' : 'accepted';
+  if (status === 401) return 'invalid_signature';
+  if (status === 503) return 'unavailable';
+  if (status === 413) return 'too_large';
+  return status < 500 ? 'rejected' : 'error';
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`took longer than ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export function createServiceMetrics(options: { defaultMetrics?: boolean } = {}): ServiceMetrics {
+  const registry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'smsblossom_' });
+  let sources: MetricSources | undefined;
+
+  const jobDuration = new Histogram({
+    name: 'smsblossom_job_duration_seconds',
+    help: 'Time a job spent being processed, by queue and outcome',
+    labelNames: ['queue', 'outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  });
+  const webhooks = new Counter({
+    name: 'smsblossom_webhooks_total',
+    help: 'Shopify webhook deliveries by topic and outcome',
+    labelNames: ['topic', 'outcome'] as const,
+    registers: [registry],
+  });
+  const providerLatency = new Histogram({
+    name: 'smsblossom_provider_request_duration_seconds',
+    help: 'SMS provider send latency by provider and result',
+    labelNames: ['provider', 'result'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const providerErrors = new Counter({
+    name: 'smsblossom_provider_errors_total',
+    help: 'SMS provider send failures by provider, kind and code',
+    labelNames: ['provider', 'kind', 'code'] as const,
+    registers: [registry],
+  });
+
+  new Gauge({
+    name: 'smsblossom_queue_jobs',
+    help: 'Jobs per queue and state (read from Redis at scrape time)',
+    labelNames: ['queue', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      if (!sources) return;
+      const queues = sources.queues();
+      const counts = await withTimeout(Promise.all(queues.map((q) => q.getJobCounts(...JOB_STATES))), sources.timeoutMs).catch(() => null);
+      if (!counts) return;
+      queues.forEach((q, i) => {
+        for (const state of JOB_STATES) this.set({ queue: q.name, state }, counts[i]![state] ?? 0);
+      });
+    },
+  });
+  new Gauge({
+    name: 'smsblossom_messages',
+    help: 'Message rows by status (every shop)',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      if (!sources) return;
+      const byStatus = await withTimeout(sources.messagesByStatus(), sources.timeoutMs).catch(() => null);
+      for (const [status, n] of Object.entries(byStatus ?? {})) this.set({ status }, n);
+    },
+  });
+  new Gauge({
+    name: 'smsblossom_dead_letters',
+    help: 'Dead letters not yet replayed',
+    registers: [registry],
+    async collect() {
+      this.reset();
+      if (!sources) return;
+      const n = await withTimeout(sources.deadLetterCount(), sources.timeoutMs).catch(() => null);
+      if (n !== null) this.set(n);
+    },
+  });
+
+  return {
+    registry,
+    jobDuration,
+    webhooks,
+    providerLatency,
+    providerErrors,
+    bindSources(s) {
+      sources = s;
+    },
+  };
+}
+
+/** The provider, timed and its failures counted; what it sends and answers is untouched. */
+export function instrumentProvider(provider: SmsProvider, metrics: ServiceMetrics): SmsProvider {
+  return {
+    name: provider.name,
+    async send(req) {
+      const end = metrics.providerLatency.startTimer({ provider: provider.name });
+      try {
+        const result = await provider.send(req);
+        end({ result: 'ok' });
+        return result;
+      } catch (err) {
+        const kind = isProviderError(err) ? err.kind : 'unknown';
+        end({ result: kind });
+        metrics.providerErrors.inc({ provider: provider.name, kind, code: isProviderError(err) ? err.code : 'UNKNOWN' });
+        throw err;
+      }
+    },
+  };
 }

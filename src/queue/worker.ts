@@ -24,6 +24,7 @@ import { campaignGate, processCampaignBatch } from './processors/campaigns.js';
 import { processEvent } from './processors/events.js';
 import { parseJobData, QUEUE_NAMES, type JobData, type QueueName, type QueueRegistry } from './queues.js';
 import { getRedisConnection } from './redis.js';
+import type { ServiceMetrics } from './metrics.js';
 
 /** Long-lived collaborators built once per process and handed to processors. */
 export interface Services {
@@ -135,6 +136,8 @@ export interface WorkerPoolOptions {
   services: Services;
   /** How long a dead-letter write that failed is put off before the job runs again (ms). */
   deadLetterRetryDelayMs?: number;
+  /** Prometheus metrics: job durations are observed here. */
+  metrics?: ServiceMetrics;
 }
 
 export class WorkerPool {
@@ -214,7 +217,13 @@ export class WorkerPool {
       ...(name === 'delivery' ? { limiter: { max: config.sms.ratePerSecond || 1_000_000, duration: 1000 } } : {}),
     });
     worker.on('error', (err) => logger.error({ queue: name, err: err.message }, 'Worker error'));
+    const observe = (job: Job, outcome: 'completed' | 'failed') => {
+      if (this.options.metrics && job.processedOn && job.finishedOn) {
+        this.options.metrics.jobDuration.observe({ queue: name, outcome }, (job.finishedOn - job.processedOn) / 1000);
+      }
+    };
     worker.on('completed', (job) => {
+      observe(job, 'completed');
       logger.info(
         {
           jobId: job.id,
@@ -229,6 +238,7 @@ export class WorkerPool {
       );
     });
     worker.on('failed', (job, error) => {
+      if (job) observe(job, 'failed');
       if (!job) {
         logger.error({ queue: name, error: error.message }, 'Job failed');
         return;

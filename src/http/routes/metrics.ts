@@ -1,0 +1,35 @@
+/**
+ * `GET /metrics`: Prometheus exposition of the service's own registry (see src/queue/metrics.ts).
+ *
+ * With METRICS_TOKEN set it needs `Authorization: Bearer <METRICS_TOKEN>` (ADMIN_TOKEN works too); unset, it is open,
+ * like most exporters inside a private network: it carries counts only, never a shop, phone number or message.
+ */
+import type { FastifyInstance } from 'fastify';
+import { countMessagesByStatus } from '../../db/messages.js';
+import { AppError } from '../../errors.js';
+import { QUEUE_NAMES } from '../../queue/queues.js';
+import type { ServiceMetrics } from '../../queue/metrics.js';
+import type { AppDeps } from '../app.js';
+import { bearerToken } from '../merchantAuth.js';
+import { isAdminToken } from '../auth.js';
+
+export async function registerMetricsRoute(app: FastifyInstance, { deps, metrics }: { deps: AppDeps; metrics: ServiceMetrics }): Promise<void> {
+  metrics.bindSources({
+    queues: () => QUEUE_NAMES.map((n) => deps.queues.get(n)),
+    messagesByStatus: () => countMessagesByStatus(deps.db.db),
+    deadLetterCount: () => deps.deadLetters.count(),
+    timeoutMs: Math.max(deps.config.redis.healthTimeoutMs * 5, 1000),
+  });
+  const { metricsToken, adminToken } = deps.config;
+
+  app.get('/metrics', async (req, reply) => {
+    if (metricsToken) {
+      const token = bearerToken(req);
+      if (!isAdminToken(token, metricsToken) && !isAdminToken(token, adminToken)) {
+        throw new AppError('UNAUTHORIZED', 'a valid metrics token is required (Authorization: Bearer <METRICS_TOKEN>)');
+      }
+    }
+    const body = await metrics.registry.metrics();
+    return reply.header('content-type', metrics.registry.contentType).header('cache-control', 'no-store').send(body);
+  });
+}
