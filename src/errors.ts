@@ -32,6 +32,8 @@ export const ErrorCodes = {
   SEGMENT_INVALID: { status: 400, permanent: true },
   /** The campaign is not in a state that allows this action (e.g. editing one that is sending). */
   CAMPAIGN_STATE_CONFLICT: { status: 409, permanent: true },
+  /** A housekeeping job names a task that does not exist. */
+  UNKNOWN_HOUSEKEEPING_TASK: { status: 400, permanent: true },
   REDIS_UNAVAILABLE: { status: 503, permanent: false },
   DATABASE_UNAVAILABLE: { status: 503, permanent: false },
   SERVICE_UNAVAILABLE: { status: 503, permanent: false },

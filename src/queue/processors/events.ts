@@ -9,7 +9,8 @@ import type { Db } from '../../db/client.js';
 import { findConsentChangeByRequest, upsertContact, type ContactInput, type ContactUpsertResult } from '../../db/contacts.js';
 import { markEventDone } from '../../db/events.js';
 import { recordContactOrder } from '../../db/segments.js';
-import { markShopUninstalled, upsertShop } from '../../db/shops.js';
+import { markShopInstalled, upsertShop } from '../../db/shops.js';
+import { handlePrivacyTopic } from '../../privacy/requests.js';
 import type { ConsentState, Shop } from '../../db/schema.js';
 import { isAppError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -101,16 +102,11 @@ export async function processEvent(data: JobData<'events'>, deps: EventsDeps, jo
   return result;
 
   async function handle(): Promise<EventOutcome> {
-    if (topic === 'app/uninstalled') {
-      // The uninstall may be the first we hear of the shop; record it either way.
-      await upsertShop(deps.db, shopId);
-      await markShopUninstalled(deps.db, shopId, triggeredAt ?? new Date());
-      log.info('Shop uninstalled');
-      return { outcome: 'shop_uninstalled' };
-    }
-    if (PRIVACY_TOPICS.has(topic)) {
-      // Stored with the event row; erasure and export are carried out by the privacy handlers.
-      return { outcome: 'privacy_recorded' };
+    if (topic === 'app/uninstalled' || PRIVACY_TOPICS.has(topic)) {
+      // Carried out and recorded in privacy_requests (src/privacy/requests.ts): uninstall, export, erasure.
+      const meta = { shopDomain: shopId, webhookId: data.webhookId ?? null, requestId, triggeredAt };
+      await handlePrivacyTopic(topic, data.raw, meta, deps);
+      return topic === 'app/uninstalled' ? { outcome: 'shop_uninstalled' } : { outcome: 'privacy_recorded' };
     }
     const context = normalizeEventContext(topic, data.raw, shopId);
     if (context.kind === 'unknown') {
@@ -118,6 +114,11 @@ export async function processEvent(data: JobData<'events'>, deps: EventsDeps, jo
       return { outcome: 'ignored', reason: 'unknown_topic' };
     }
     const { shop } = await upsertShop(deps.db, shopId);
+    // Shopify sends webhooks only to an installed app: one triggered after the uninstall means it was installed again.
+    if (shop.uninstalledAt && triggeredAt && triggeredAt.getTime() > shop.uninstalledAt.getTime()) {
+      await markShopInstalled(deps.db, shopId, triggeredAt);
+      log.info('Shop installed again');
+    }
     const input = contactInputFrom(context, shop, triggeredAt);
     const upserted = input ? await upsertContact(deps.db, shop.id, input, { requestId }) : null;
     // Order statistics for segments (orders count, total spent, last order), counted once per order.

@@ -1,0 +1,14 @@
+/**
+ * `housekeeping`: scheduled maintenance (`repeat`, from the job schedulers) or a task enqueued by hand (`cleanup`,
+ * `run`) — `{task, shopId?}` → the task function, whose counts are the job's return value. An unknown task fails
+ * permanently (`UNKNOWN_HOUSEKEEPING_TASK`), so it goes to the dead letters at once instead of retrying.
+ */
+import { runHousekeepingTask, type HousekeepingDeps, type TaskResult } from '../../housekeeping/tasks.js';
+import type { JobData } from '../queues.js';
+
+export async function processHousekeeping(data: JobData<'housekeeping'>, deps: HousekeepingDeps): Promise<TaskResult> {
+  const started = Date.now();
+  const result = await runHousekeepingTask(data.task, { shopDomain: data.shopId, requestId: data.requestId }, deps);
+  deps.logger.info({ task: data.task, ms: Date.now() - started, result }, 'Housekeeping task done');
+  return result;
+}
