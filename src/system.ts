@@ -22,6 +22,7 @@ import { createRenderer } from './messages/render.js';
 import { createMittoProvider } from './messages/providers/mitto.js';
 import type { SmsProvider } from './messages/providers/types.js';
 import { createSandbox, type Sandbox } from './sandbox/server.js';
+import { registerHousekeepingSchedules, removeHousekeepingSchedules } from './housekeeping/schedules.js';
 
 export interface SystemOptions {
   config: Config;
@@ -133,6 +134,11 @@ export async function startSystem(options: SystemOptions): Promise<System> {
 
     cleanups.push(() => pool.close());
     const served = await pool.start(options.workers);
+    if (served.includes('housekeeping')) {
+      // Keyed by id in Redis: every process serving housekeeping may register them, each exists once.
+      if (config.housekeeping.schedules) await registerHousekeepingSchedules(queues, logger);
+      else await removeHousekeepingSchedules(queues);
+    }
     if (options.workers.length) logger.info({ queues: served, prefix: config.redis.prefix }, 'Workers started');
 
     let stopping: Promise<void> | undefined;

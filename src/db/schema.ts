@@ -3,7 +3,7 @@
  * for the database; `test/integration/migrations.test.ts` fails when the two drift apart.
  */
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, boolean, integer, jsonb, numeric, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, date, integer, jsonb, numeric, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 
 const id = () => bigserial('id', { mode: 'number' }).primaryKey();
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
@@ -279,4 +279,53 @@ export const campaigns = pgTable('campaigns', {
 export type Segment = typeof segments.$inferSelect;
 export type Campaign = typeof campaigns.$inferSelect;
 
-export const schema = { shops, contacts, consentChanges, events, deadLetters, automations, messages, messageSkips, checkouts, contactOrders, segments, campaigns };
+/** Daily counts per shop, per day in the shop's time zone, per automation / campaign / other (0003). */
+export const reportRollups = pgTable('report_rollups', {
+  id: id(),
+  shopId: bigint('shop_id', { mode: 'number' })
+    .notNull()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  day: date('day', { mode: 'string' }).notNull(),
+  dimension: text('dimension').$type<'automation' | 'campaign' | 'other'>().notNull(),
+  dimensionId: text('dimension_id').notNull().default(''),
+  sent: integer('sent').notNull().default(0),
+  delivered: integer('delivered').notNull().default(0),
+  failed: integer('failed').notNull().default(0),
+  skipped: integer('skipped').notNull().default(0),
+  skippedByReason: jsonb('skipped_by_reason').$type<Record<string, number>>().notNull().default({}),
+  parts: integer('parts').notNull().default(0),
+  cost: numeric('cost', { precision: 14, scale: 4 }).notNull().default('0'),
+  computedAt: ts('computed_at').notNull().defaultNow(),
+});
+
+/** A failed message sent again by housekeeping, at most once (0003). */
+export const messageRetries = pgTable('message_retries', {
+  messageId: bigint('message_id', { mode: 'number' })
+    .primaryKey()
+    .references(() => messages.id, { onDelete: 'cascade' }),
+  jobId: text('job_id').notNull(),
+  errorCode: text('error_code'),
+  retriedAt: ts('retried_at').notNull().defaultNow(),
+});
+
+export type PrivacyTopic = 'customers/data_request' | 'customers/redact' | 'shop/redact' | 'app/uninstalled';
+
+/** Privacy webhooks and uninstalls as carried out (0003). */
+export const privacyRequests = pgTable('privacy_requests', {
+  id: id(),
+  shopDomain: text('shop_domain').notNull(),
+  topic: text('topic').$type<PrivacyTopic>().notNull(),
+  webhookId: text('webhook_id'),
+  shopifyCustomerId: text('shopify_customer_id'),
+  requestId: text('request_id'),
+  status: text('status').$type<'completed' | 'failed'>().notNull().default('completed'),
+  rowCounts: jsonb('row_counts').$type<Record<string, number>>().notNull().default({}),
+  export: jsonb('export').$type<Record<string, unknown>>(),
+  receivedAt: ts('received_at').notNull().defaultNow(),
+  completedAt: ts('completed_at'),
+});
+
+export type ReportRollup = typeof reportRollups.$inferSelect;
+export type PrivacyRequest = typeof privacyRequests.$inferSelect;
+
+export const schema = { shops, contacts, consentChanges, events, deadLetters, automations, messages, messageSkips, checkouts, reportRollups, messageRetries, privacyRequests, contactOrders, segments, campaigns };

@@ -19,6 +19,8 @@ import { registerSegmentRoutes } from './routes/segments.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMittoRoutes } from './routes/mitto.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
+import { registerReportRoutes } from './routes/reports.js';
+import { registerPrivacyRoutes } from './routes/privacy.js';
 
 export interface AppDeps {
   config: Config;
@@ -92,6 +94,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(registerHealthRoutes, { deps });
   await app.register(registerMittoRoutes, { deps });
   await app.register(registerDeadLetterRoutes, { deps });
+  await app.register(registerReportRoutes, { deps });
+  await app.register(registerPrivacyRoutes, { deps });
   await app.register(registerAdminRoutes, { deps });
   await app.register(registerSegmentRoutes, { deps });
   await app.register(registerCampaignRoutes, { deps });

@@ -22,6 +22,7 @@ import { evaluateAutomation } from './processors/automations.js';
 import { processDelivery, type DeliveryControl } from './processors/delivery.js';
 import { campaignGate, processCampaignBatch } from './processors/campaigns.js';
 import { processEvent } from './processors/events.js';
+import { processHousekeeping } from './processors/housekeeping.js';
 import { parseJobData, QUEUE_NAMES, type JobData, type QueueName, type QueueRegistry } from './queues.js';
 import { getRedisConnection } from './redis.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -77,6 +78,8 @@ export const PROCESSORS: ProcessorMap = {
       deliveryControl(job, ctx),
     );
   },
+  housekeeping: (_job, data, ctx) =>
+    processHousekeeping(data, { db: ctx.db.db, queues: ctx.queues, logger: ctx.logger, settings: ctx.config.housekeeping }),
 };
 
 /** `campaigns:batch`: pages of the audience while the campaign's delivery backlog has room; otherwise it runs again later. */
