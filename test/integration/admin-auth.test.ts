@@ -64,6 +64,7 @@ describe('merchant auth and shop isolation', () => {
       null,
       new Date(),
     );
+    if (m.outcome === 'capped') throw new Error('no cap was given');
     bRows.messageId = m.message.id;
   });
   afterAll(async () => {

@@ -48,6 +48,13 @@ const sampleEvent = z.object({
   payload: z.record(z.string(), z.unknown()),
 });
 
+const simulateBody = sampleEvent
+  .extend({
+    /** Evaluate as of this time (quiet hours, caps), e.g. "what if it came in at 23:00"; default now. */
+    at: z.iso.datetime({ offset: true }).optional(),
+  })
+  .strict();
+
 const previewBody = z
   .object({
     /** Defaults to the automation's stored template. */
@@ -211,12 +218,12 @@ export async function registerAutomationRoutes(app: FastifyInstance, { deps }: {
       summary: "Dry run: what each automation would decide for a Shopify event, and the text it would send. Sends nothing, writes nothing",
       tags: ['automations'],
       auth: 'merchant',
-      body: sampleEvent,
+      body: simulateBody,
     }),
     async (req) => {
       const shop = requireShop(req);
-      const body = req.body as z.output<typeof sampleEvent>;
-      return simulateEvent(shop, body, { db: deps.db.db, renderer, sms });
+      const body = req.body as z.output<typeof simulateBody>;
+      return simulateEvent(shop, body, { db: deps.db.db, renderer, sms }, body.at ? new Date(body.at) : new Date());
     },
   );
 }
