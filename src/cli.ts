@@ -1,47 +1,42 @@
 /**
- * The `smsblossom` command. Exit codes: 0 success, 1 failure, 2 bad usage or configuration.
+ * The `smsblossom` command (commander). Every command has `--help`.
+ *
+ * Exit codes scripts can rely on:
+ *   0  success
+ *   1  failure (the service could not start, a job or row failed, a dead letter or campaign does not exist, an
+ *      import that rejected some rows — its good rows are still stored)
+ *   2  bad usage or configuration (unknown command or option, invalid argument, invalid environment variable)
  */
+import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import pino from 'pino';
+import { importContactsCsv } from './contacts/import.js';
 import { loadConfigOrExit, QUEUE_NAMES, type Config, type QueueName } from './config.js';
 import { openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
+import { upsertShop } from './db/shops.js';
 import { AppError } from './errors.js';
 import { createLogger } from './logger.js';
 import { queuesFromArgv } from './queue/worker.js';
 import { startSystem, type System } from './system.js';
+import { campaignCommand, CAMPAIGN_HELP } from './campaigns/cli.js';
 
-const HELP = `smsblossom — SMS automation for Shopify merchants
+export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
 
-Usage: smsblossom <command> [options]
-
-Commands:
-  start                     HTTP API and every worker in one process
-  api                       HTTP API only
-  worker [--queues a,b]     workers only (default: WORKER_QUEUES, i.e. all queues)
-  migrate                   apply database migrations and exit
-  smoke                     enqueue the specification's examples and wait for them
-  dlq list [--queue Q] [--shop S] [--limit N]
-  dlq show <id>
-  dlq replay <id>
-  dlq purge (--queue Q | --shop S | --before ISO | --all)
-
-Every command reads its configuration from the environment (see README.md).
-Run "smsblossom <command> --help" for a command's options.`;
-
-const COMMAND_HELP: Record<string, string> = {
-  start: 'smsblossom start\n  Runs the HTTP API and the workers of every queue (WORKER_QUEUES) in one process.',
-  api: 'smsblossom api\n  Runs the HTTP API only: webhook intake, health, operator endpoints. Pair with "smsblossom worker".',
-  worker: `smsblossom worker [--queues ${QUEUE_NAMES.join(',')}]\n  Runs workers only, for the queues named (default: WORKER_QUEUES).`,
-  migrate: 'smsblossom migrate\n  Applies pending database migrations and exits.',
-  smoke: 'smsblossom smoke\n  Enqueues the specification usage examples for queues that have processors and waits for each job.',
-  dlq: 'smsblossom dlq list [--queue Q] [--shop S] [--limit N] | show <id> | replay <id> | purge (--queue Q | --shop S | --before ISO | --all)',
-};
-
-function fail(message: string, code = 2): never {
-  process.stderr.write(`smsblossom: ${message}\n`);
-  process.exit(code);
+/** A failure with the exit code it maps to; thrown inside actions, printed once by {@link runFromCli}. */
+class CliExit extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
 }
+
+const usage = (message: string) => new CliExit(message, EXIT.USAGE);
+const failure = (message: string) => new CliExit(message, EXIT.FAILURE);
 
 /** Runs until SIGTERM/SIGINT, then stops gracefully; a second signal exits at once. */
 export function runUntilSignalled(system: System): Promise<void> {
@@ -76,15 +71,21 @@ async function serve(config: Config, api: boolean, workers: readonly QueueName[]
   try {
     system = await startSystem({ config, api, workers });
   } catch (err) {
-    fail((err as Error).message, 1);
+    throw failure((err as Error).message);
   }
   await runUntilSignalled(system);
   // Everything is closed; a handle left open by a library must not keep a stopped service alive.
   process.exit();
 }
 
+/** Warnings and worse, on stderr: stdout carries the command's output (`--json`), which a log line would corrupt. */
+function commandLogger(config: Config) {
+  const level = config.logLevel === 'silent' || config.logLevel === 'fatal' || config.logLevel === 'error' ? config.logLevel : 'warn';
+  return createLogger({ level, destination: pino.destination(2) });
+}
+
 async function withSystem<T>(config: Config, fn: (s: System) => Promise<T>): Promise<T> {
-  const system = await startSystem({ config, api: false, workers: [], logger: createLogger({ level: 'warn' }) });
+  const system = await startSystem({ config, api: false, workers: [], logger: commandLogger(config) });
   try {
     return await fn(system);
   } finally {
@@ -92,117 +93,253 @@ async function withSystem<T>(config: Config, fn: (s: System) => Promise<T>): Pro
   }
 }
 
-async function dlqCommand(config: Config, args: string[]): Promise<void> {
-  const [sub, ...rest] = args;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: {
-      queue: { type: 'string' },
-      shop: { type: 'string' },
-      limit: { type: 'string' },
-      before: { type: 'string' },
-      all: { type: 'boolean' },
-      json: { type: 'boolean' },
-    },
-  });
-  const id = () => {
-    const n = Number(positionals[0]);
-    if (!Number.isInteger(n) || n < 1) fail(`dlq ${sub}: give a dead letter id (a positive integer)`);
-    return n;
-  };
-  if (values.queue && !(QUEUE_NAMES as readonly string[]).includes(values.queue)) fail(`--queue: unknown queue "${values.queue}"`);
-  await withSystem(config, async ({ deadLetters }) => {
-    switch (sub) {
-      case 'list': {
-        const limit = values.limit ? Number(values.limit) : 50;
-        if (!Number.isInteger(limit) || limit < 1 || limit > 500) fail('--limit: must be an integer from 1 to 500');
-        const rows = await deadLetters.list({ queue: values.queue, shopId: values.shop, limit });
-        if (values.json) {
-          process.stdout.write(`${JSON.stringify(rows)}\n`);
-          return;
-        }
-        if (!rows.length) {
-          process.stdout.write('No dead letters.\n');
-          return;
-        }
+const positiveId = (what: string) => (value: string) => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${what} must be a positive integer`);
+  return n;
+};
+
+const queueOption = () =>
+  new Option('--queue <name>', 'only this queue').choices([...QUEUE_NAMES]);
+
+const out = (text: string) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+
+/** Builds the program. A fresh one per call: commander keeps parse state on the instance. */
+export function buildProgram(): Command {
+  const program = new Command('smsblossom')
+    .description('SMS automation for Shopify merchants. Every command reads its configuration from the environment (see README.md).')
+    .addHelpText('after', '\nExit codes: 0 success, 1 failure, 2 bad usage or configuration.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), writeOut: (s) => process.stdout.write(s) });
+
+  program
+    .command('start')
+    .description('HTTP API and every worker (WORKER_QUEUES) in one process')
+    .action(async () => {
+      const config = loadConfigOrExit();
+      await serve(config, true, config.workers.queues);
+    });
+
+  program
+    .command('api')
+    .description('HTTP API only (webhooks, admin API, dashboard, metrics); pair with "smsblossom worker"')
+    .action(async () => serve(loadConfigOrExit(), true, []));
+
+  program
+    .command('worker')
+    .description('workers only')
+    .option('--queues <list>', `comma-separated queues to serve (${QUEUE_NAMES.join(',')}); default WORKER_QUEUES`)
+    .action(async (opts: { queues?: string }) => {
+      let queues: QueueName[] | undefined;
+      try {
+        queues = opts.queues === undefined ? undefined : queuesFromArgv(['--queues', opts.queues]);
+      } catch (err) {
+        throw usage((err as Error).message);
+      }
+      const config = loadConfigOrExit();
+      await serve(config, false, queues ?? config.workers.queues);
+    });
+
+  program
+    .command('migrate')
+    .description('apply pending database migrations and exit')
+    .action(async () => {
+      const config = loadConfigOrExit();
+      const db = await openDatabase({ ...config.database, dataDir: config.dataDir });
+      try {
+        const applied = await migrate(db);
+        out(applied.length ? `Applied migrations: ${applied.join(', ')}` : 'Database is up to date');
+      } finally {
+        await db.close();
+      }
+    });
+
+  program
+    .command('smoke')
+    .description("enqueue the specification's examples for queues that have processors and wait for each job")
+    .action(async () => {
+      const config = loadConfigOrExit();
+      const { runSmoke } = await import('../scripts/enqueueSmoke.js');
+      process.exitCode = await runSmoke(config);
+    });
+
+  program
+    .command('sandbox')
+    .description('run the bundled Mitto-compatible SMS sandbox on its own; prints its URL, stops on SIGTERM/SIGINT')
+    .option('--port <port>', 'port', (v) => {
+      if (!/^\d+$/.test(v) || Number(v) > 65535) throw new InvalidArgumentError('must be a port number');
+      return Number(v);
+    }, 4010)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--api-key <key>', 'the X-Mitto-API-Key it accepts (default: any)')
+    .option('--dlr-delay-ms <ms>', 'delay before each delivery report', positiveId('--dlr-delay-ms'))
+    .action(async (opts: { port: number; host: string; apiKey?: string; dlrDelayMs?: number }) => {
+      const { createSandbox } = await import('./sandbox/server.js');
+      const logger = createLogger({ level: 'info', name: 'sms-sandbox' });
+      const sandbox = await createSandbox({
+        logger,
+        ...(opts.apiKey !== undefined ? { apiKey: opts.apiKey } : {}),
+        ...(opts.dlrDelayMs !== undefined ? { dlrDelayMs: opts.dlrDelayMs } : {}),
+      });
+      out(await sandbox.listen(opts.port, opts.host));
+      await new Promise<void>((resolve) => {
+        const stop = () => void sandbox.close().finally(resolve);
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+    });
+
+  const dlq = program.command('dlq').description('dead letters: jobs that failed for good (stored in the database)');
+  dlq
+    .command('list')
+    .description('newest dead letters first')
+    .addOption(queueOption())
+    .option('--shop <domain>', 'only this shop')
+    .option('--limit <n>', 'at most this many (1-500)', (v) => {
+      const n = positiveId('--limit')(v);
+      if (n > 500) throw new InvalidArgumentError('must be at most 500');
+      return n;
+    }, 50)
+    .option('--json', 'print JSON')
+    .action(async (opts: { queue?: QueueName; shop?: string; limit: number; json?: boolean }) => {
+      await withSystem(loadConfigOrExit(), async ({ deadLetters }) => {
+        const rows = await deadLetters.list({ queue: opts.queue, shopId: opts.shop, limit: opts.limit });
+        if (opts.json) return out(JSON.stringify(rows));
+        if (!rows.length) return out('No dead letters.');
         for (const r of rows) {
-          process.stdout.write(
+          out(
             `${String(r.id).padStart(6)}  ${r.failedAt.toISOString()}  ${r.queue}:${r.jobName}  ${r.shopId ?? '-'}  ` +
-              `${r.errorCode ?? ''} ${r.errorMessage.slice(0, 80)}${r.replayCount ? `  (replayed ${r.replayCount}x)` : ''}\n`,
+              `${r.errorCode ?? ''} ${r.errorMessage.slice(0, 80)}${r.replayCount ? `  (replayed ${r.replayCount}x)` : ''}`,
           );
         }
-        return;
+      });
+    });
+  dlq
+    .command('show')
+    .description('one dead letter, as JSON')
+    .argument('<id>', 'dead letter id', positiveId('id'))
+    .action(async (id: number) => {
+      await withSystem(loadConfigOrExit(), async ({ deadLetters }) => {
+        const row = await deadLetters.get(id);
+        if (!row) throw failure(`dead letter ${id} does not exist`);
+        out(JSON.stringify(row, null, 2));
+      });
+    });
+  dlq
+    .command('replay')
+    .description('enqueue the job again, as it was')
+    .argument('<id>', 'dead letter id', positiveId('id'))
+    .action(async (id: number) => {
+      await withSystem(loadConfigOrExit(), async ({ deadLetters }) => {
+        const r = await deadLetters.replay(id);
+        out(`Replayed to ${r.queue} as job ${r.jobId}`);
+      });
+    });
+  dlq
+    .command('purge')
+    .description('delete dead letters: name --queue, --shop or --before, or pass --all')
+    .addOption(queueOption())
+    .option('--shop <domain>', 'only this shop')
+    .option('--before <iso>', 'only those that failed before this time (ISO 8601)', (v) => {
+      const d = new Date(v);
+      if (Number.isNaN(d.getTime())) throw new InvalidArgumentError('not a date (use ISO 8601)');
+      return d;
+    })
+    .option('--all', 'every dead letter')
+    .action(async (opts: { queue?: QueueName; shop?: string; before?: Date; all?: boolean }) => {
+      if (!opts.all && !opts.queue && !opts.shop && !opts.before) throw usage('dlq purge: name --queue, --shop or --before, or pass --all');
+      await withSystem(loadConfigOrExit(), async ({ deadLetters }) => {
+        const n = await deadLetters.purge({ queue: opts.queue, shopId: opts.shop, before: opts.before });
+        out(`Purged ${n} dead letter(s)`);
+      });
+    });
+
+  const contacts = program.command('contacts').description("a shop's contacts");
+  contacts
+    .command('import')
+    .description(
+      'import contacts from a CSV file (header row; columns phone, first_name, last_name, email, tags, country, customer_id, consent). ' +
+        'Bad rows are reported with their line and reason; good rows are stored. Exits 1 when any row was rejected.',
+    )
+    .argument('<file>', 'CSV file')
+    .requiredOption('--shop <domain>', 'the shop, e.g. blossom-demo.myshopify.com')
+    .option('--json', 'print the result as JSON')
+    .action(async (file: string, opts: { shop: string; json?: boolean }) => {
+      if (!/^[a-z0-9][a-z0-9-]*\.myshopify\.com$/.test(opts.shop)) throw usage(`--shop: "${opts.shop}" is not a *.myshopify.com domain`);
+      let csv: Buffer;
+      try {
+        csv = await readFile(file);
+      } catch (err) {
+        throw usage(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
-      case 'show': {
-        const row = await deadLetters.get(id());
-        if (!row) fail(`dead letter ${positionals[0]} does not exist`, 1);
-        process.stdout.write(`${JSON.stringify(row, null, 2)}\n`);
-        return;
+      const config = loadConfigOrExit();
+      const result = await withSystem(config, async ({ db }) => {
+        const { shop } = await upsertShop(db.db, opts.shop);
+        const bar = new cliProgress.SingleBar(
+          { format: 'Importing [{bar}] {value}/{total} rows', stream: process.stderr, hideCursor: true },
+          cliProgress.Presets.shades_classic,
+        );
+        let started = false;
+        try {
+          return await importContactsCsv(db.db, shop, csv, {
+            onProgress: (done, total) => {
+              if (!started) {
+                bar.start(total, 0);
+                started = true;
+              }
+              bar.update(done);
+            },
+          });
+        } finally {
+          if (started) bar.stop();
+        }
+      });
+      if (opts.json) out(JSON.stringify(result));
+      else {
+        out(`Imported ${result.imported} of ${result.rows} rows (${result.created} new, ${result.updated} updated); ${result.errors.length} rejected`);
+        for (const e of result.errors) out(`  line ${e.line}: ${e.reason}`);
       }
-      case 'replay': {
-        const r = await deadLetters.replay(id());
-        process.stdout.write(`Replayed to ${r.queue} as job ${r.jobId}\n`);
-        return;
-      }
-      case 'purge': {
-        const before = values.before ? new Date(values.before) : undefined;
-        if (before && Number.isNaN(before.getTime())) fail('--before: not a date (use ISO 8601)');
-        if (!values.all && !values.queue && !values.shop && !before) fail('dlq purge: name --queue, --shop or --before, or pass --all');
-        const n = await deadLetters.purge({ queue: values.queue, shopId: values.shop, before });
-        process.stdout.write(`Purged ${n} dead letter(s)\n`);
-        return;
-      }
-      default:
-        fail(`dlq: unknown subcommand "${sub ?? ''}"\n${COMMAND_HELP.dlq}`);
-    }
-  });
+      if (result.errors.length) process.exitCode = EXIT.FAILURE;
+    });
+
+  program
+    .command('campaign')
+    .description(`campaigns: ${CAMPAIGN_HELP}`)
+    .argument('<action>', 'send | progress | pause | resume | cancel')
+    .argument('<id>', 'campaign id', positiveId('campaign id'))
+    .option('--follow', 'show a progress bar until the campaign is sent, cancelled, failed or paused')
+    .option('--json', 'print progress as JSON')
+    .action(async (action: string, id: number, opts: { follow?: boolean; json?: boolean }) => {
+      const config = loadConfigOrExit();
+      await withSystem(config, (system) => campaignCommand(system, config, action, id, { follow: Boolean(opts.follow), json: Boolean(opts.json) }));
+    });
+
+  return program;
 }
 
+/** Runs the command line (without the node and script arguments); exits the process on failure. */
 export async function runFromCli(argv: string[]): Promise<void> {
-  const [command, ...args] = argv;
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(`${HELP}\n`);
+  const program = buildProgram();
+  if (argv.length === 0) {
+    program.outputHelp();
     return;
   }
-  if (args.includes('--help') || args.includes('-h')) {
-    const text = COMMAND_HELP[command];
-    if (!text) fail(`unknown command "${command}"\n\n${HELP}`);
-    process.stdout.write(`${text}\n`);
-    return;
-  }
-  const config = loadConfigOrExit();
   try {
-    switch (command) {
-      case 'start':
-        return await serve(config, true, config.workers.queues);
-      case 'api':
-        return await serve(config, true, []);
-      case 'worker':
-        return await serve(config, false, queuesFromArgv(args) ?? config.workers.queues);
-      case 'migrate': {
-        const db = await openDatabase({ ...config.database, dataDir: config.dataDir });
-        try {
-          const applied = await migrate(db);
-          process.stdout.write(applied.length ? `Applied migrations: ${applied.join(', ')}\n` : 'Database is up to date\n');
-        } finally {
-          await db.close();
-        }
-        return;
-      }
-      case 'smoke': {
-        const { runSmoke } = await import('../scripts/enqueueSmoke.js');
-        process.exitCode = await runSmoke(config);
-        return;
-      }
-      case 'dlq':
-        return await dlqCommand(config, args);
-      default:
-        fail(`unknown command "${command}"\n\n${HELP}`);
-    }
+    await program.parseAsync(argv, { from: 'user' });
   } catch (err) {
-    if (err instanceof AppError) fail(`${err.code}: ${err.message}`, err.statusCode < 500 ? 2 : 1);
-    fail((err as Error).message, 1);
+    if (err instanceof CommanderError) {
+      // Help and version are successes; every other parse error is bad usage (commander has printed it).
+      if (err.exitCode === 0) return;
+      process.exit(EXIT.USAGE);
+    }
+    const exit = (message: string, code: number): never => {
+      process.stderr.write(`smsblossom: ${message}\n`);
+      process.exit(code);
+    };
+    if (err instanceof CliExit) exit(err.message, err.exitCode);
+    if (err instanceof AppError) exit(`${err.code}: ${err.message}`, err.statusCode < 500 && err.code !== 'NOT_FOUND' ? EXIT.USAGE : EXIT.FAILURE);
+    exit((err as Error).message, EXIT.FAILURE);
   }
 }
 
