@@ -9,7 +9,7 @@
 import { and, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import { toQuery } from '../campaigns/segments.js';
 import type { Db, Querier } from './client.js';
-import { campaigns, messages, type Campaign, type CampaignSettings, type CampaignStatus, type ConsentState } from './schema.js';
+import { campaigns, messages, shops, type Campaign, type CampaignSettings, type CampaignStatus, type ConsentState, type Shop } from './schema.js';
 
 export interface NewCampaign {
   shopId: number;
@@ -286,4 +286,10 @@ export async function advanceCursor(tx: Querier, id: number, pageStart: number, 
       WHERE id = $1`,
     [id, pageStart, cursor, cursor !== pageStart, exhausted],
   );
+}
+
+/** A campaign and its shop, by campaign id alone (operator tools). */
+export async function getCampaignAndShop(db: Db, id: number): Promise<{ campaign: Campaign; shop: Shop } | undefined> {
+  const [row] = await db.select({ campaign: campaigns, shop: shops }).from(campaigns).innerJoin(shops, eq(shops.id, campaigns.shopId)).where(eq(campaigns.id, id));
+  return row;
 }
