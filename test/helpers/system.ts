@@ -37,6 +37,8 @@ export function testConfig(dbKind: DbKind, env: Record<string, string> = {}): Co
     SHOPIFY_API_SECRET: SHOPIFY_SECRET,
     ADMIN_TOKEN,
     SHUTDOWN_TIMEOUT_MS: '10000',
+    // Cron-driven housekeeping would add delayed jobs and runs no test asked for; tests of the schedules turn it on.
+    HOUSEKEEPING_SCHEDULES: 'false',
     ...env,
   });
 }
