@@ -5,8 +5,15 @@
  * — a kill between claiming a message and its request reaching the provider, the window README.md describes — failed
  * as DELIVERY_UNCONFIRMED. The test prints how many were lost that way.
  */
+import { eq } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSandbox } from '../../src/sandbox/server.js';
+import { createCampaign, sendCampaign } from '../../src/campaigns/service.js';
+import { getCampaign } from '../../src/db/campaigns.js';
+import { shops } from '../../src/db/schema.js';
+import { upsertShop } from '../../src/db/shops.js';
+import { createLogger } from '../../src/logger.js';
+import { createRenderer } from '../../src/messages/render.js';
+import { createSandbox, type Sandbox } from '../../src/sandbox/server.js';
 import { SHOPIFY_SECRET, startTestSystem, TEST_DATABASE_URL, TEST_REDIS_URL, type TestSystem } from '../helpers/system.js';
 import { startWorkerProcess, type WorkerProcess } from './lib/processes.js';
 import { countAtProvider, eventually, orderMessageRefs, orderWebhook, sendLikeShopify } from './lib/workload.js';
@@ -52,35 +59,46 @@ async function undelivered(sys: TestSystem): Promise<unknown[]> {
   );
 }
 
+/** What a worker process needs to join the test's API: same Redis prefix and schema, the outside sandbox, fast takeover. */
+function workerEnvFor(api: TestSystem, sandboxUrl: string): Record<string, string> {
+  return {
+    REDIS_URL: TEST_REDIS_URL,
+    REDIS_PREFIX: api.config.redis.prefix,
+    REDIS_EMBEDDED: 'false',
+    DATABASE_URL: TEST_DATABASE_URL,
+    DATABASE_SCHEMA: api.config.database.schema,
+    SHOPIFY_API_SECRET: SHOPIFY_SECRET,
+    SMS_PROVIDER: 'mitto',
+    MITTO_API_URL: sandboxUrl,
+    MITTO_API_KEY: 'fault-suite-key',
+    PUBLIC_URL: api.url!,
+    DLR_TOKEN: api.config.sms.dlrToken,
+    DELIVERY_RECONCILE_DELAY_MS: '500',
+    DELIVERY_RECONCILE_ATTEMPTS: '40',
+    // Take a dead worker's jobs over in seconds rather than BullMQ's default minute.
+    WORKER_LOCK_DURATION_MS: '4000',
+    WORKER_STALLED_INTERVAL_MS: '1000',
+    WORKER_MAX_STALLED_COUNT: '10',
+    CAMPAIGN_POLL_MS: '200',
+  };
+}
+
+async function outsideSandbox(): Promise<{ sandbox: Sandbox; url: string }> {
+  const sandbox = await createSandbox({ apiKey: 'fault-suite-key', dlrDelayMs: 20 });
+  cleanups.push(() => sandbox.close());
+  const url = await sandbox.listen(0, '127.0.0.1');
+  // A little latency keeps sends in flight, so kills land between the claim and the provider's answer.
+  sandbox.setFaults({ latencyMs: 15 });
+  return { sandbox, url };
+}
+
 describe('faults: worker processes killed with SIGKILL', () => {
   it(`${KILLS} kills while ${ORDERS} orders flow: every order reaches the provider exactly once`, async () => {
-    const sandbox = await createSandbox({ apiKey: 'fault-suite-key', dlrDelayMs: 20 });
-    cleanups.push(() => sandbox.close());
-    const sandboxUrl = await sandbox.listen(0, '127.0.0.1');
-    // A little latency keeps sends in flight, so kills land between the claim and the provider's answer.
-    sandbox.setFaults({ latencyMs: 15 });
+    const { sandbox, url: sandboxUrl } = await outsideSandbox();
 
     const api = await startTestSystem('postgres', { listen: true, workers: [] });
     cleanups.push(() => api.teardown());
-    const workerEnv = {
-      REDIS_URL: TEST_REDIS_URL,
-      REDIS_PREFIX: api.config.redis.prefix,
-      REDIS_EMBEDDED: 'false',
-      DATABASE_URL: TEST_DATABASE_URL,
-      DATABASE_SCHEMA: api.config.database.schema,
-      SHOPIFY_API_SECRET: SHOPIFY_SECRET,
-      SMS_PROVIDER: 'mitto',
-      MITTO_API_URL: sandboxUrl,
-      MITTO_API_KEY: 'fault-suite-key',
-      PUBLIC_URL: api.url!,
-      DLR_TOKEN: api.config.sms.dlrToken,
-      DELIVERY_RECONCILE_DELAY_MS: '500',
-      DELIVERY_RECONCILE_ATTEMPTS: '40',
-      // Take a dead worker's jobs over in seconds rather than BullMQ's default minute.
-      WORKER_LOCK_DURATION_MS: '4000',
-      WORKER_STALLED_INTERVAL_MS: '1000',
-      WORKER_MAX_STALLED_COUNT: '10',
-    };
+    const workerEnv = workerEnvFor(api, sandboxUrl);
     const workers: WorkerProcess[] = [];
     const spawnWorker = async () => {
       const w = await startWorkerProcess(QUEUES, workerEnv);
@@ -127,5 +145,75 @@ describe('faults: worker processes killed with SIGKILL', () => {
     expect(lost.length).toBeLessThanOrEqual(KILLS * 20);
     // Nothing gave up on the way: no dead letters.
     expect(await api.deadLetters.count({})).toBe(0);
+  });
+
+  const RECIPIENTS = Number(process.env.FAULT_CAMPAIGN_RECIPIENTS ?? 20_000);
+
+  it(`${KILLS} kills during a ${RECIPIENTS}-recipient campaign: every recipient gets one message at most, lost ones counted`, async () => {
+    const { sandbox, url: sandboxUrl } = await outsideSandbox();
+    const api = await startTestSystem('postgres', { listen: true, workers: [] });
+    cleanups.push(() => api.teardown());
+    const { shop: created } = await upsertShop(api.db.db, 'kill9-campaign.myshopify.com');
+    await api.db.db
+      .update(shops)
+      .set({ settings: { quietHours: { enabled: false }, frequencyCap: null, sender: 'Blossom' }, countryCode: 'CH' })
+      .where(eq(shops.id, created.id));
+    await api.db.query(
+      `INSERT INTO contacts (shop_id, phone, first_name, country_code, sms_consent, tags)
+       SELECT $1::bigint, '+4179' || lpad(g::text, 7, '0'), 'Fan' || g, 'CH', 'subscribed', ARRAY['fan']
+         FROM generate_series(1, $2::int) AS g`,
+      [created.id, RECIPIENTS],
+    );
+    const shop = (await upsertShop(api.db.db, created.domain)).shop;
+
+    const workers: WorkerProcess[] = [];
+    const spawnWorker = async () => {
+      const w = await startWorkerProcess(['campaigns', 'delivery'], workerEnvFor(api, sandboxUrl));
+      workers.push(w);
+      cleanups.push(() => w.kill9());
+    };
+    await Promise.all([spawnWorker(), spawnWorker()]);
+
+    const deps = { database: api.db, queues: api.queues, logger: createLogger({ level: 'silent' }), renderer: createRenderer(), sms: api.config.sms, pacing: api.config.campaigns };
+    const campaign = await createCampaign(deps, shop, { name: 'Crash sale', body: 'Hi {{ customer.firstName }}, 20% off today. {{ link }}', linkUrl: 'https://shop.example/sale', filter: { tags: { any: ['fan'] } } });
+    await sendCampaign(deps, shop, campaign.id);
+
+    const campaignMessages = async () =>
+      (await api.db.query<{ total: number; delivered: number; unconfirmed: number; other_failed: number }>(
+        `SELECT count(*)::int AS total,
+                count(*) FILTER (WHERE status = 'delivered')::int AS delivered,
+                count(*) FILTER (WHERE status = 'failed' AND error_code = 'DELIVERY_UNCONFIRMED')::int AS unconfirmed,
+                count(*) FILTER (WHERE status = 'failed' AND error_code IS DISTINCT FROM 'DELIVERY_UNCONFIRMED')::int AS other_failed
+           FROM messages WHERE campaign_id = $1`,
+        [String(campaign.id)],
+      ))[0]!;
+    for (let k = 1; k <= KILLS; k++) {
+      await eventually(`campaign progress before kill ${k}`, campaignMessages, (c) => c.delivered >= (RECIPIENTS * k) / (KILLS + 2), 300_000);
+      const live = workers.filter((w) => w.proc.exitCode === null && w.proc.signalCode === null);
+      await live[k % live.length]!.kill9();
+      await spawnWorker();
+    }
+    const done = await eventually('campaign sent', async () => (await getCampaign(api.db.db, campaign.id))!, (c) => c.status === 'sent', 300_000);
+    const final = await campaignMessages();
+
+    const refs = new Set(
+      (await api.db.query<{ id: string }>(`SELECT id::text AS id FROM messages WHERE campaign_id = $1`, [String(campaign.id)])).map((r) => r.id),
+    );
+    const provider = countAtProvider(sandbox.messages(), refs);
+    const recipients = new Map<string, number>();
+    for (const m of sandbox.messages()) if (refs.has(String(m.reference))) recipients.set(m.to, (recipients.get(m.to) ?? 0) + 1);
+    const twice = [...recipients.values()].filter((n) => n > 1).length;
+    const lost = RECIPIENTS - recipients.size;
+    process.stdout.write(
+      `kill -9 x${KILLS} during a ${RECIPIENTS}-recipient campaign: ${recipients.size} recipients reached, ${twice} reached twice, ${lost} lost (DELIVERY_UNCONFIRMED: ${final.unconfirmed})\n`,
+    );
+    expect(done.status).toBe('sent');
+    expect(final.total).toBe(RECIPIENTS); // one message row per recipient, whatever ran twice
+    expect(provider.duplicated).toEqual([]);
+    expect(twice).toBe(0); // no recipient texted twice
+    expect(final.other_failed).toBe(0);
+    expect(final.delivered + final.unconfirmed).toBe(RECIPIENTS); // nothing stuck
+    expect(lost).toBe(final.unconfirmed); // every recipient not reached is accounted for, none silently dropped
+    expect(lost).toBeLessThanOrEqual(KILLS * 20);
   });
 });
