@@ -40,16 +40,21 @@ describe('loadConfig', () => {
       HOST: '127.0.0.1',
       LOG_LEVEL: 'debug',
       SHOPIFY_API_SECRET: 's3cret',
+      SHOPIFY_API_KEY: 'app-key',
       ADMIN_TOKEN: 'a-long-operator-token',
       WORKER_QUEUES: 'delivery, events',
       DELIVERY_CONCURRENCY: '50',
+      WORKER_LOCK_DURATION_MS: '5000',
+      WORKER_STALLED_INTERVAL_MS: '2000',
+      WORKER_MAX_STALLED_COUNT: '4',
     });
     expect(c.redis).toMatchObject({ url: 'redis://cache:6380/2', urlWasSet: true, prefix: '{smsblossom:prod}', embedded: false });
     expect(c.database).toMatchObject({ url: 'postgres://u@db/sms', schema: 'tenant_a' });
     expect(c.http).toMatchObject({ port: 8080, host: '127.0.0.1' });
-    expect(c.shopify).toEqual({ apiSecret: 's3cret', usingDevSecret: false });
+    expect(c.shopify).toEqual({ apiSecret: 's3cret', usingDevSecret: false, apiKey: 'app-key', usingDevApiKey: false });
     expect(c.workers.queues).toEqual(['delivery', 'events']);
     expect(c.workers.concurrency.delivery).toBe(50);
+    expect(c.workers).toMatchObject({ lockDurationMs: 5000, stalledIntervalMs: 2000, maxStalledCount: 4 });
   });
 
   it('treats empty strings as unset', () => {
