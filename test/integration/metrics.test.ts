@@ -79,6 +79,10 @@ describe('Prometheus metrics', () => {
         const parsed = parseExposition(res.body);
         const sent = find(parsed.samples, 'smsblossom_provider_request_duration_seconds_count', { provider: 'mitto', result: 'ok' });
         if (!sent.length || sent[0]!.value < 1) throw new Error('no provider call observed yet');
+        // The delivery job completes (and is observed) just after the provider answered.
+        if (!find(parsed.samples, 'smsblossom_job_duration_seconds_count', { queue: 'delivery', outcome: 'completed' }).length) {
+          throw new Error('delivery job not completed yet');
+        }
         return parsed;
       },
       { timeout: 20_000, interval: 100 },
