@@ -303,7 +303,7 @@ describe('housekeeping schedules', () => {
       expect(new Set(delayed.map((j) => j.data.task))).toEqual(new Set(HOUSEKEEPING_TASKS));
 
       // Starting again (a restart) changes nothing; turning schedules off removes them.
-      const again = await startTestSystem('pglite', { workers: ['housekeeping'], config: testConfig('pglite', { REDIS_PREFIX: base.redis.prefix }) });
+      const again = await startTestSystem('pglite', { workers: ['housekeeping'], config: testConfig('pglite', { HOUSEKEEPING_SCHEDULES: 'true', REDIS_PREFIX: base.redis.prefix }) });
       expect(await queue.getJobSchedulersCount()).toBe(HOUSEKEEPING_TASKS.length);
       await again.teardown();
       const off = await startTestSystem('pglite', { workers: ['housekeeping'], config: testConfig('pglite', { HOUSEKEEPING_SCHEDULES: 'false', REDIS_PREFIX: base.redis.prefix }) });
