@@ -19,6 +19,7 @@ import {
   purgeDeadLetters,
   type DeadLetterFilter,
 } from '../db/deadLetters.js';
+import { getEvent } from '../db/events.js';
 import type { DeadLetter } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -40,6 +41,17 @@ function errorCodeOf(err: unknown): string | null {
   return name && name !== 'Error' ? name : null;
 }
 
+/**
+ * A webhook's payload is customer data (phone, e-mail, names). The `events` table keeps it, under retention and
+ * erasure; a dead letter of a job that came from a stored webhook keeps only the reference (`shopId`, `webhookId`) and
+ * {@link DeadLetterQueue.replay} reads the payload back. Jobs enqueued by hand have no stored webhook: theirs is kept.
+ */
+function withoutStoredPayload(queue: QueueName, data: Record<string, unknown>): Record<string, unknown> {
+  if (queue !== 'events' || typeof data.webhookId !== 'string' || data.raw === undefined) return data;
+  const { raw: _payload, ...rest } = data;
+  return { ...rest, payloadStoredWith: 'events' };
+}
+
 export class DeadLetterQueue {
   constructor(private readonly deps: { db: Db; queues: QueueRegistry; logger: Logger }) {}
 
@@ -50,7 +62,7 @@ export class DeadLetterQueue {
 
   private async write(queue: QueueName, job: Job, err: unknown, attemptsMade: number): Promise<{ id: number; created: boolean }> {
     const error = err instanceof Error ? err : new Error(String(err));
-    const data = (job.data ?? {}) as Record<string, unknown>;
+    const data = withoutStoredPayload(queue, (job.data ?? {}) as Record<string, unknown>);
     const { id, created } = await insertDeadLetter(this.deps.db, {
       queue,
       jobName: job.name,
@@ -111,13 +123,24 @@ export class DeadLetterQueue {
     const row = await this.get(id);
     if (!row) throw new AppError('NOT_FOUND', `dead letter ${id} does not exist`, { details: { id } });
     if (!isQueueName(row.queue)) throw new AppError('UNKNOWN_QUEUE', `dead letter ${id} names unknown queue "${row.queue}"`);
-    const { enqueuedAt: _ignored, ...data } = row.data;
+    const { enqueuedAt: _ignored, ...stored } = row.data;
+    const data = await this.withPayload(row, stored);
     const jobId = await this.deps.queues.enqueueJob(row.queue, row.jobName, data as never, {
       jobId: jobIdFrom('replay', row.id, row.replayCount + 1),
     });
     await markDeadLetterReplayed(this.deps.db, row.id, jobId);
     this.deps.logger.info({ deadLetterId: id, queue: row.queue, jobId, requestId: row.requestId, shopId: row.shopId }, 'Dead letter replayed');
     return { jobId, queue: row.queue };
+  }
+
+  /** Puts back a webhook payload left out of an `events` dead letter, from the stored event it came from. */
+  private async withPayload(row: DeadLetter, data: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (row.queue !== 'events' || data.raw !== undefined || typeof data.webhookId !== 'string' || typeof data.shopId !== 'string') return data;
+    const event = await getEvent(this.deps.db, data.shopId, data.webhookId);
+    if (!event?.payload) {
+      throw new AppError('NOT_FOUND', `dead letter ${row.id}: the webhook it replays is no longer stored (retention or erasure)`, { details: { id: row.id } });
+    }
+    return { ...data, raw: event.payload };
   }
 
   async remove(id: number): Promise<boolean> {

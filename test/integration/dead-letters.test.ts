@@ -9,6 +9,7 @@ import type { DeadLetter } from '../../src/db/schema.js';
 import { AppError } from '../../src/errors.js';
 import type { Processor } from '../../src/queue/worker.js';
 import { waitForJobState } from '../helpers/jobs.js';
+import { postWebhook } from '../helpers/webhooks.js';
 import { ADMIN_TOKEN, DB_KINDS, startTestSystem, TEST_REDIS_URL, type TestSystem } from '../helpers/system.js';
 
 /** How the test processor behaves for a job, chosen by the job's `raw.mode`. */
@@ -148,6 +149,27 @@ describe.each(DB_KINDS)('dead letters on %s', (kind) => {
     expect(calls.has(jobId)).toBe(false);
     expect(row).toMatchObject({ jobId, errorCode: 'INVALID_JOB_DATA', attemptsMade: 1, maxAttempts: 5, shopId, requestId: 'req_1_bad' });
     expect(row!.errorMessage).toContain('raw');
+  });
+
+  it('keeps a stored webhook\'s payload out of the dead letter, and reads it back from the event to replay', async () => {
+    const shopId = nextShop();
+    const webhookId = `wh-${kind}-${Date.now()}`;
+    const body = { id: 4242, mode: 'unrecoverable', customer: { phone: '+41791234567', email: 'jane@example.com' } };
+    const res = await postWebhook(sys.app!, { topic: 'orders/paid', shop: shopId, webhookId, body });
+    expect(res.statusCode, res.body).toBe(200);
+    const row = await vi.waitFor(async () => {
+      const [r] = await deadLettersOf(shopId);
+      if (!r) throw new Error('no dead letter yet');
+      return r;
+    });
+    expect(row.data).toMatchObject({ webhookId, payloadStoredWith: 'events' });
+    expect(JSON.stringify(row.data)).not.toMatch(/41791234567|jane@example\.com/);
+
+    const requestId = String(row.data.requestId);
+    healed.add(requestId);
+    const replay = await sys.deadLetters.replay(row.id);
+    const replayed = await waitForJobState(events, replay.jobId, 'completed');
+    expect(replayed.data).toMatchObject({ requestId, webhookId, raw: body });
   });
 
   it('records nothing for a transient error that succeeds on the next attempt', async () => {
