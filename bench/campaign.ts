@@ -67,10 +67,13 @@ async function rawQueueRate(redisUrl: string, n: number, concurrency: number): P
     }
     let done = 0;
     const t0 = Date.now();
-    const worker = new Worker('noop', async () => undefined, { connection: new Redis(redisUrl, { maxRetriesPerRequest: null }), prefix, concurrency });
+    const workerConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    const worker = new Worker('noop', async () => undefined, { connection: workerConnection, prefix, concurrency });
     await new Promise<void>((resolve) => worker.on('completed', () => ++done === n && resolve()));
     const rate = n / ((Date.now() - t0) / 1000);
     await worker.close();
+    // A connection handed to BullMQ stays open after close(); left open it would keep the benchmark process alive.
+    workerConnection.disconnect();
     return rate;
   } finally {
     await queue.obliterate({ force: true }).catch(() => undefined);
