@@ -64,8 +64,33 @@ async function openPostgres(url: string, settings: DatabaseSettings): Promise<Da
   pool.on('error', () => undefined);
   // Nor may a dropped connection that is checked out (a transaction in progress when PostgreSQL restarts): the pool only
   // listens on idle clients, and an 'error' event with no listener is an uncaught exception. The query in flight still
-  // rejects, so the caller sees the failure; the broken client is discarded when it is released with that error.
-  pool.on('connect', (client) => client.on('error', () => undefined));
+  // rejects, so the caller sees the failure.
+  // Such a client is handed back (and so destroyed) as soon as it dies. Drizzle's
+  // transaction runs BEGIN before its try/finally: when BEGIN fails on a dead connection it never releases the client,
+  // and each such leak shrinks the pool for good, until `pool.end()` waits forever. pg-pool assigns `client.release` at
+  // each checkout; it is captured here and made idempotent, since the owner may still call it afterwards.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+    let poolRelease: ((err?: Error | boolean) => void) | undefined;
+    const releaseOnce = (err?: Error | boolean) => {
+      const release = poolRelease;
+      if (!release) return;
+      poolRelease = undefined;
+      client.off('error', onDead);
+      client.off('end', onDead);
+      release(err);
+    };
+    const onDead = (err?: unknown) => releaseOnce(err instanceof Error ? err : new Error('database connection ended'));
+    Object.defineProperty(client, 'release', {
+      configurable: true,
+      get: () => releaseOnce,
+      set: (fn: (err?: Error | boolean) => void) => {
+        poolRelease = fn;
+        client.once('error', onDead);
+        client.once('end', onDead);
+      },
+    });
+  });
   let closed: Promise<void> | undefined;
   return {
     db: drizzlePg({ client: pool, schema }) as unknown as Db,

@@ -2,7 +2,7 @@
  * A provider having a bad day: 30% of sends answered 5xx, 10% held unanswered until the client times out (the message
  * was taken: a send whose outcome is unknown), bursts of 429, and a small share of permanent rejections. Everything
  * that can be delivered is delivered in the end (BullMQ's retries, then the `retry_failed_messages` housekeeping task
- * as its schedule would run it); nothing reaches the provider twice; permanent errors fail at once, without retries.
+ * as its schedule would run it); nothing reaches the provider twice; a permanent rejection ends its message, no retry.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestSystem, type TestSystem } from '../helpers/system.js';
@@ -90,8 +90,10 @@ describe('faults: 5xx, timeouts, 429 bursts and permanent rejections at the prov
     expect(provider.references).toBe(delivered.length); // what the provider took was delivered, and nothing else was
     expect(stats.serverErrors).toBeGreaterThan(0);
     expect(stats.unanswered).toBeGreaterThan(0);
-    // Permanent rejections: failed on their one and only attempt.
+    // Permanent rejections end their message: every code-4 answer the sandbox gave belongs to a message failed for it
+    // (a retry after one would have been accepted, and its message delivered), and no 5xx follows it.
     expect(permanent.length).toBeGreaterThan(0);
-    expect(permanent.every((r) => r.send_attempts === 1)).toBe(true);
+    expect(permanent.every((r) => r.error_code === 'MITTO_INVALID_TEXT')).toBe(true);
+    expect(stats.responseCodes['4']).toBe(permanent.length);
   });
 });

@@ -348,14 +348,17 @@ describe.each(DB_KINDS)('delivery on %s', (kind) => {
     );
     const message = await vi.waitFor(
       async () => {
-        const [m] = await messagesOfShop(sys.db.db, shopRow.id);
+        // The new subscriber's welcome message may go out too (or wait for quiet hours to end, by the hour).
+        const m = (await messagesOfShop(sys.db.db, shopRow.id)).find((x) => x.trigger === 'order_paid');
         if (!m || m.status !== 'delivered') throw new Error(`message is ${m?.status ?? 'not created'}`);
         return m;
       },
       { timeout: 15_000, interval: 20 },
     );
     expect(message).toMatchObject({ trigger: 'order_paid', kind: 'transactional', sendAttempts: 1 });
-    expect(sandbox.messages()).toEqual([expect.objectContaining({ reference: String(message.id), to: message.toPhone, text: message.body })]);
+    expect(sandbox.messages().filter((m) => m.to === message.toPhone && m.text === message.body)).toEqual([
+      expect.objectContaining({ reference: String(message.id) }),
+    ]);
   });
 });
 
