@@ -182,7 +182,7 @@ interface SmsAnswer {
 }
 
 /** mulberry32: tiny, fast, good enough to make fault injection repeatable. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

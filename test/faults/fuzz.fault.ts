@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mulberry32 } from '../../src/sandbox/server.js';
 import { signWebhook } from '../../src/shopify/hmac.js';
 import { SHOPIFY_SECRET, startTestSystem, type TestSystem } from '../helpers/system.js';
 import { countAtProvider, eventually, orderWebhook, type Webhook } from './lib/workload.js';
@@ -17,16 +18,6 @@ const ORDERS = 500;
 const SHOP = 'fuzz.myshopify.com';
 const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
-function mulberry32(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rnd = mulberry32(seed);
 const int = (n: number) => Math.floor(rnd() * n);
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
