@@ -17,14 +17,21 @@ export interface Webhook {
   headers: Record<string, string>;
 }
 
-/** Order `n` of a shop: its own order id and customer (with a phone of its own), signed. */
+/** Order `n` of a shop: its own order id and customer (with a phone of its own, not an SMS subscriber), signed. */
 export function orderWebhook(n: number, shop: string): Webhook {
   const body = Buffer.from(
     JSON.stringify({
       ...ORDER,
       id: 7_000_000_000 + n,
       name: `#F${n}`,
-      customer: { ...ORDER.customer, id: 6_000_000_000 + n, phone: `+1 ${201 + Math.floor(n / 10_000)} 555 ${String(n % 10_000).padStart(4, '0')}` },
+      // Not SMS subscribers: the confirmation is transactional and is sent anyway, while a new subscriber's welcome
+      // message (sent or held by quiet hours, depending on the hour) would make the counts depend on the clock.
+      customer: {
+        ...ORDER.customer,
+        id: 6_000_000_000 + n,
+        phone: `+1 ${201 + Math.floor(n / 10_000)} 555 ${String(n % 10_000).padStart(4, '0')}`,
+        sms_marketing_consent: { ...(ORDER.customer.sms_marketing_consent as object), state: 'not_subscribed' },
+      },
     }),
   );
   const webhookId = randomUUID();
