@@ -138,7 +138,7 @@ export const MARKETING_CONSENT_SQL: SQL = sql`(${contacts.smsConsent} = 'subscri
 
 const dialect = new PgDialect();
 
-/** SQL text (`$1`, `$2`, … placeholders) and parameters of a fragment, to run through a raw querier. */
+/** SQL text (with `$1`, `$2`, … parameter markers) and parameters of a fragment, to run through a raw querier. */
 export function toQuery(fragment: SQL): { sql: string; params: unknown[] } {
   const q = dialect.sqlToQuery(fragment);
   return { sql: q.sql, params: q.params };

@@ -49,7 +49,7 @@ export interface ProcessorContext {
 export type Processor<Q extends QueueName> = (job: Job, data: JobData<Q>, ctx: ProcessorContext) => Promise<unknown>;
 export type ProcessorMap = { [Q in QueueName]?: Processor<Q> };
 
-/** Processors that exist today; a queue without one is not served (never a placeholder that pretends to succeed). */
+/** The processor of each queue; a queue missing here is not served rather than faked as done. */
 export const PROCESSORS: ProcessorMap = {
   events: (job, data, ctx) => processEvent(data, { db: ctx.db.db, queues: ctx.queues, logger: ctx.logger }, String(job.id)),
   automations: (_job, data, ctx) =>

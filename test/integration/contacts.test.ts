@@ -203,8 +203,23 @@ describe.each(DB_KINDS)('upsertContact on %s', (kind) => {
   });
 
   it('creates exactly one contact when 20 upserts of one new customer race', async () => {
-    // Open every pooled connection first, so the racers start together instead of queueing behind connects.
-    await Promise.all(Array.from({ length: sys.config.database.poolSize }, () => sys.db.query('SELECT pg_sleep(0.02)')));
+    // Open every pooled connection first, so the racers start together instead of queueing behind connects: each
+    // transaction holds its connection until all of them hold one (a barrier, not a sleep). PGlite has one connection.
+    if (kind === 'postgres') {
+      const n = sys.config.database.poolSize;
+      let arrived = 0;
+      let allIn!: () => void;
+      const barrier = new Promise<void>((resolve) => (allIn = resolve));
+      await Promise.all(
+        Array.from({ length: n }, () =>
+          sys.db.transaction(async (tx) => {
+            await tx.query('SELECT 1');
+            if (++arrived === n) allIn();
+            await barrier;
+          }),
+        ),
+      );
+    }
     const customerId = nextCustomerId();
     const phone = '+14155550166';
     const results = await Promise.all(
