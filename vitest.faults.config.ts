@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/faults/**/*.fault.ts'],
+    // A private PostgreSQL and redis-server when none answers at TEST_DATABASE_URL / TEST_REDIS_URL.
+    globalSetup: ['test/globalServices.ts'],
     pool: 'forks',
     // One file at a time: each one loads the machine on purpose, and timings (timeouts, reconcile waits) assume it.
     fileParallelism: false,

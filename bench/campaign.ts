@@ -1,241 +1,166 @@
 /**
- * Campaign benchmark: an N-recipient campaign sent to the sandbox (through the real Mitto client, no rate limit) by an
- * all-in-one SMS Blossom child process, beside the raw processing rate of no-op jobs on one BullMQ queue measured in
- * the same run. Reports messages/s, peak Redis `used_memory` and peak worker RSS per audience size (they must not grow
- * with the audience), and the p50/p99 latency of order confirmations (webhook → sandbox accepted) sent while the
- * largest campaign runs.
- *
- * Sizes: 10 000 and BENCH_CAMPAIGN_SIZE (100 000); 1 000 000 as well with BENCH_CAMPAIGN_1M=1.
- * The child is this file with the argument `server`.
+ * Campaign: one campaign to N subscribed contacts (seeded straight into the database, outside the measured window),
+ * created and sent through the merchant API, measured from the send until every message was accepted by the provider
+ * and its delivery report settled. While the audience is being materialised (60 s at most), order webhooks arrive at
+ * a steady rate: the latency of an order confirmation during a campaign. Also reported: peak Redis `used_memory` and
+ * the service's peak RSS, which must not grow with the audience. Beside it, the raw BullMQ reference: no-op jobs on
+ * one queue, added with addBulk and processed with the delivery worker's concurrency.
  */
-import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
-import { Queue, Worker } from 'bullmq';
-import { Redis } from 'ioredis';
-import pg from 'pg';
-import { loadConfigOrExit, withOverrides } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
-import { createSandbox } from '../src/sandbox/server.js';
-import { signWebhook } from '../src/shopify/hmac.js';
-import { startSystem } from '../src/system.js';
-import { benchEnv, benchId, deleteKeys, percentile, startChild, type Row } from './lib.js';
+import { Queue } from 'bullmq';
+import { orderWebhook } from '../test/faults/lib/workload.js';
+import { benchId, deleteKeys, percentiles, SINGLE, waitFor, type BenchContext, type PathResult } from './lib.js';
+import { perMessage, startMeter } from './meter.js';
+import { startRaw } from './processes.js';
+import { withService } from './service.js';
 
-export interface CampaignBenchOptions {
-  redisUrl: string;
-  databaseUrl: string;
+export interface CampaignOptions {
   sizes: number[];
-  /** Order confirmations per second during the largest campaign. */
+  /** Order webhooks per second while the largest campaign's audience is materialised; 0 for none. */
   orderRate: number;
 }
 
-const ADMIN = 'bench-admin-token-0123456789';
-const SECRET = 'bench-secret';
 const DEADLINE_MS = 3_600_000;
+/** An hour, or 20 ms a recipient for a larger campaign (a million: 5.5 h). */
+const deadlineFor = (size: number) => Math.max(DEADLINE_MS, size * 20);
+const RAW_MAX_JOBS = 100_000;
 
-interface RunResult {
-  size: number;
-  perSec: number;
-  seconds: number;
-  peakRedis: number;
-  baseRedis: number;
-  peakRss: number;
-  orders?: { p50: number; p99: number; count: number };
-}
-
-async function usedMemory(redis: Redis): Promise<number> {
-  const info = await redis.info('memory');
-  return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
-}
-
-function rssOf(pid: number | undefined): number {
-  try {
-    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
-  } catch {
-    return 0;
-  }
-}
-
-/** Raw BullMQ: `n` no-op jobs on one queue (added with addBulk), processed with the delivery worker's concurrency. */
-async function rawQueueRate(redisUrl: string, n: number, concurrency: number): Promise<number> {
-  const prefix = `smsblossom-bench:${benchId()}`;
-  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  const queue = new Queue('noop', { connection, prefix });
-  try {
-    for (let i = 0; i < n; i += 5000) {
-      await queue.addBulk(Array.from({ length: Math.min(5000, n - i) }, (_, k) => ({ name: 'noop', data: { i: i + k }, opts: { removeOnComplete: true } })));
-    }
-    let done = 0;
-    const t0 = Date.now();
-    const workerConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    const worker = new Worker('noop', async () => undefined, { connection: workerConnection, prefix, concurrency });
-    await new Promise<void>((resolve) => worker.on('completed', () => ++done === n && resolve()));
-    const rate = n / ((Date.now() - t0) / 1000);
-    await worker.close();
-    // A connection handed to BullMQ stays open after close(); left open it would keep the benchmark process alive.
-    workerConnection.disconnect();
-    return rate;
-  } finally {
-    await queue.obliterate({ force: true }).catch(() => undefined);
-    await queue.close();
-    await deleteKeys(connection, prefix);
-    connection.disconnect();
-  }
-}
-
-async function runOne(o: CampaignBenchOptions, size: number, withOrders: boolean, redis: Redis): Promise<RunResult> {
-  const id = benchId();
-  const prefix = `smsblossom-bench:${id}`;
-  const schema = `bench_${id}`;
-  const sandbox = await createSandbox({ apiKey: 'bench-key', dlrDelayMs: 0 });
-  const sandboxUrl = await sandbox.listen(0, '127.0.0.1');
-  const env = {
-    ...benchEnv({ redisUrl: o.redisUrl, databaseUrl: o.databaseUrl, prefix, schema, secret: SECRET, poolSize: 20 }),
-    SMS_PROVIDER: 'mitto',
-    MITTO_API_KEY: 'bench-key',
-    MITTO_API_URL: sandboxUrl,
-    ADMIN_TOKEN: ADMIN,
-  };
-  const db = new pg.Client({ connectionString: o.databaseUrl });
-  let child: Awaited<ReturnType<typeof startChild>> | undefined;
-  let sampler: NodeJS.Timeout | undefined;
-  try {
-    child = await startChild('bench/campaign.ts', ['server'], env);
-    const api = `http://127.0.0.1:${child.port}`;
-    await db.connect();
-    const shop = `bench-campaign-${id}.myshopify.com`;
-    const { rows: [s] } = await db.query(
-      `INSERT INTO "${schema}".shops (domain, country_code, settings) VALUES ($1, 'CH', '{"quietHours":{"enabled":false},"frequencyCap":null}') RETURNING id`,
-      [shop],
-    );
-    // Fast seeding: one INSERT … SELECT generate_series.
-    await db.query(
-      `INSERT INTO "${schema}".contacts (shop_id, phone, first_name, country_code, sms_consent, tags)
+async function runOne(ctx: BenchContext, size: number, orderRate: number): Promise<Omit<PathResult, 'reference'>> {
+  return withService(ctx, {}, async (run) => {
+    const shop = `bench-campaign-${run.id}.myshopify.com`;
+    const orderShop = `bench-campaign-orders-${run.id}.myshopify.com`;
+    const {
+      rows: [s],
+    } = await run.db.query(`INSERT INTO shops (domain, country_code, settings) VALUES ($1, 'CH', '{"quietHours":{"enabled":false},"frequencyCap":null}') RETURNING id`, [shop]);
+    await run.db.query(
+      `INSERT INTO contacts (shop_id, phone, first_name, country_code, sms_consent, tags)
        SELECT $1::bigint, '+4179' || lpad(g::text, 7, '0'), 'Fan' || g, 'CH', 'subscribed', ARRAY['fan'] FROM generate_series(1, $2::int) g`,
       [s.id, size],
     );
-    await db.query(`ANALYZE "${schema}".contacts`);
-    const call = async (method: string, path: string, body: unknown) => {
-      const res = await fetch(`${api}${path}`, { method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
-      return res.json() as Promise<any>;
-    };
-    const campaign = await call('POST', '/api/campaigns', { shop, name: `bench ${size}`, body: 'Hi {{ customer.firstName }}! 20% off today with {{ discountCode }}: {{ link }}', discountCode: 'BENCH20', linkUrl: 'https://shop.example/sale', filter: { tags: { any: ['fan'] } } });
+    await run.db.query('ANALYZE contacts');
+    const campaign = await run.merchant(shop, 'POST', '/api/campaigns', {
+      name: `bench ${size}`,
+      body: 'Hi {{ customer.firstName }}! 20% off today with {{ discountCode }}: {{ link }}',
+      discountCode: 'BENCH20',
+      linkUrl: 'https://shop.example/sale',
+      filter: { tags: { any: ['fan'] } },
+    });
 
-    let peakRedis = 0;
-    let peakRss = 0;
-    const baseRedis = await usedMemory(redis);
-    let sampling = false;
-    let ticks = 0;
-    sampler = setInterval(() => {
-      if (sampling) return;
-      sampling = true;
-      void usedMemory(redis)
-        .then((m) => {
-          peakRedis = Math.max(peakRedis, m);
-          peakRss = Math.max(peakRss, rssOf(child?.child.pid));
-          // The sandbox keeps what it accepted in memory; the benchmark needs counts only.
-          if (++ticks % 20 === 0) void fetch(`${sandboxUrl}/__sandbox/messages`, { method: 'DELETE' }).catch(() => undefined);
-        })
-        .finally(() => {
-          sampling = false;
-        });
-    }, 100);
-
-    await call('POST', `/api/campaigns/${campaign.id}/send`, { shop });
-
-    let orders: RunResult['orders'];
-    const orderShop = `bench-orders-${id}.myshopify.com`;
-    if (withOrders) {
-      const template = JSON.parse(fs.readFileSync(new URL('../test/fixtures/shopify/orders-paid.json', import.meta.url), 'utf8'));
-      const interval = 1000 / o.orderRate;
-      let n = 0;
-      // Orders while the campaign sends: stop once the campaign's audience is fully materialised or after 60 s.
-      const until = Date.now() + 60_000;
-      while (Date.now() < until) {
-        const { rows: [c] } = await db.query(`SELECT status, materialized_at FROM "${schema}".campaigns WHERE id = $1`, [campaign.id]);
-        if (c.status !== 'sending' || c.materialized_at) break;
-        const body = Buffer.from(JSON.stringify({ ...template, id: 7_000_000_000 + n, name: `#O${n}`, customer: { ...template.customer, id: 6_000_000_000 + n, phone: `+41 78 ${String(1_000_000 + n).slice(-7)}` } }));
-        n++;
-        const res = await fetch(`${api}/webhooks/shopify`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-shopify-topic': 'orders/paid', 'x-shopify-shop-domain': orderShop, 'x-shopify-hmac-sha256': signWebhook(body, SECRET), 'x-shopify-webhook-id': randomUUID() },
-          body,
-        });
-        if (!res.ok) throw new Error(`order webhook: ${res.status}`);
-        await new Promise((r) => setTimeout(r, interval));
+    // The sandbox keeps every message it accepted in memory; a large campaign needs its counts only.
+    const trim = setInterval(() => void fetch(`${run.sandbox.url}/__sandbox/messages`, { method: 'DELETE' }).catch(() => undefined), 10_000);
+    const meter = await run.meter();
+    let orders = 0;
+    try {
+      await run.merchant(shop, 'POST', `/api/campaigns/${campaign.id}/send`);
+      if (orderRate > 0) {
+        const until = Date.now() + 60_000;
+        while (Date.now() < until) {
+          const {
+            rows: [c],
+          } = await run.db.query('SELECT status, materialized_at FROM campaigns WHERE id = $1', [campaign.id]);
+          if (c.status !== 'sending' || c.materialized_at) break;
+          const { body, headers } = orderWebhook(2_000_000 + orders, orderShop);
+          const res = await fetch(`${run.service.url}/webhooks/shopify`, { method: 'POST', headers, body: new Uint8Array(body) });
+          if (!res.ok) throw new Error(`order webhook during the campaign: ${res.status}`);
+          orders++;
+          await new Promise((r) => setTimeout(r, 1000 / orderRate));
+        }
       }
-      const deadline = Date.now() + 120_000;
-      let lat: number[] = [];
-      while (Date.now() < deadline) {
-        const { rows } = await db.query(
-          `SELECT extract(epoch FROM m.sent_at - e.received_at) * 1000 AS ms FROM "${schema}".messages m
-             JOIN "${schema}".shops s ON s.id = m.shop_id JOIN "${schema}".events e ON e.shop_domain = s.domain AND e.request_id = m.request_id
-            WHERE s.domain = $1 AND m.sent_at IS NOT NULL`,
-          [orderShop],
-        );
-        lat = rows.map((r) => Number(r.ms)).sort((a, b) => a - b);
-        if (lat.length >= n) break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      orders = { p50: percentile(lat, 50), p99: percentile(lat, 99), count: lat.length };
+      // The campaign's progress as the merchant reads it (its counters: one statement, whatever the size — a count
+      // over a million messages every poll would load the machine being measured); the orders' messages are few.
+      let state = { status: '', sent: 0, settled: 0 };
+      const deadline = deadlineFor(size);
+      await waitFor(
+        () => `campaign benchmark: ${size} recipients: status ${state.status}, ${state.sent} sent, ${state.settled} settled after ${deadline} ms`,
+        async () => {
+          const p = await run.merchant(shop, 'GET', `/api/campaigns/${campaign.id}/progress`);
+          const { rows } = await run.db.query(
+            `SELECT count(*) FILTER (WHERE sent_at IS NOT NULL)::int AS sent,
+                    count(*) FILTER (WHERE delivered_at IS NOT NULL OR status IN ('delivered', 'failed'))::int AS settled
+               FROM messages WHERE shop_id = (SELECT id FROM shops WHERE domain = $1)`,
+            [orderShop],
+          );
+          state = { status: p.status, sent: p.sent + p.failed + rows[0].sent, settled: p.delivered + p.failed + rows[0].settled };
+          return state.status === 'sent' && state.sent >= size + orders && state.settled >= size + orders;
+        },
+        deadline,
+        1000,
+      );
+    } finally {
+      clearInterval(trim);
     }
-
-    const deadline = Date.now() + DEADLINE_MS;
-    for (;;) {
-      const { rows: [c] } = await db.query(`SELECT status FROM "${schema}".campaigns WHERE id = $1`, [campaign.id]);
-      if (c.status === 'sent') break;
-      if (Date.now() > deadline) throw new Error(`campaign benchmark: ${size} not sent after ${DEADLINE_MS} ms`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    clearInterval(sampler);
-    const { rows: [r] } = await db.query(
+    const cost = await meter.stop();
+    const {
+      rows: [r],
+    } = await run.db.query(
       `SELECT count(*) FILTER (WHERE sent_at IS NOT NULL)::int AS sent,
-              extract(epoch FROM max(sent_at) - (SELECT started_at FROM "${schema}".campaigns WHERE id = $1)) AS secs
-         FROM "${schema}".messages WHERE campaign_id = $2`,
+              extract(epoch FROM max(sent_at) - (SELECT started_at FROM campaigns WHERE id = $1)) AS secs
+         FROM messages WHERE campaign_id = $2`,
       [campaign.id, String(campaign.id)],
     );
     if (r.sent !== size) throw new Error(`campaign benchmark: ${r.sent} of ${size} sent`);
+    const { rows: lat } = await run.db.query(
+      `SELECT extract(epoch FROM m.sent_at - e.received_at) * 1000 AS ms FROM messages m
+         JOIN shops s ON s.id = m.shop_id JOIN events e ON e.shop_domain = s.domain AND e.request_id = m.request_id
+        WHERE s.domain = $1 AND m.sent_at IS NOT NULL`,
+      [orderShop],
+    );
+    const stats = (await (await fetch(`${run.sandbox.url}/__sandbox/stats`)).json()) as { accepted: number };
     const seconds = Number(r.secs);
-    return { size, perSec: size / seconds, seconds, peakRedis, baseRedis, peakRss, orders };
-  } finally {
-    if (sampler) clearInterval(sampler);
-    await child?.stop();
-    await sandbox.close();
-    await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
-    await db.end().catch(() => undefined);
-    await deleteKeys(redis, prefix);
-  }
-}
-
-export async function benchCampaign(o: CampaignBenchOptions): Promise<{ rows: Row[]; summary: Record<string, unknown> }> {
-  const redis = new Redis(o.redisUrl);
-  try {
-    const largest = Math.max(...o.sizes);
-    const rawRate = await rawQueueRate(o.redisUrl, Math.min(largest, 100_000), 20);
-    const results: RunResult[] = [];
-    for (const size of o.sizes) results.push(await runOne(o, size, size === largest, redis));
     const mb = (b: number) => Math.round((b / 1_048_576) * 10) / 10;
-    const rows: Row[] = [];
-    for (const r of results) {
-      rows.push({ section: 'campaign', metric: `${r.size} recipients: messages/s`, value: r.perSec, unit: 'msg/s', baseline: rawRate, note: `sandbox accepted, ${r.seconds.toFixed(1)} s; baseline: no-op jobs on one BullMQ queue` });
-      rows.push({ section: 'campaign', metric: `${r.size} recipients: peak Redis used_memory`, value: mb(r.peakRedis), unit: 'MB', baseline: mb(r.baseRedis), note: 'sampled every 100 ms; baseline: before the send' });
-      rows.push({ section: 'campaign', metric: `${r.size} recipients: peak worker RSS`, value: mb(r.peakRss), unit: 'MB' });
-      if (r.orders) {
-        rows.push({ section: 'campaign', metric: `order confirmation during ${r.size}: p50`, value: r.orders.p50, unit: 'ms', note: `${r.orders.count} orders, webhook → sandbox accepted` });
-        rows.push({ section: 'campaign', metric: `order confirmation during ${r.size}: p99`, value: r.orders.p99, unit: 'ms' });
-      }
+    return {
+      path: 'campaign',
+      label: `one campaign to ${size.toLocaleString('en-US')} subscribed contacts${orders ? ` (${orders} order confirmations at ${orderRate}/s while its audience is read)` : ''}`,
+      count: size + orders,
+      unit: 'messages',
+      throughput: size / seconds,
+      seconds,
+      latency: orders ? { ordersDuringCampaign: percentiles(lat.map((x) => Number(x.ms))) } : ({} as Record<string, never>),
+      cost,
+      per: perMessage(cost, size + orders),
+      checks: { recipients: size, campaignSent: r.sent, orders, ordersSent: lat.length, acceptedByProvider: stats.accepted, duplicatesAtProvider: stats.accepted - size - orders },
+      extra: { 'peak Redis used_memory, MB': mb(cost.peakRedisBytes), 'Redis used_memory before the send, MB': mb(cost.baseRedisBytes), 'peak service RSS, MB': mb(cost.peakRssBytes) },
+    };
+  });
+}
+
+/** Raw BullMQ: `n` no-op jobs added to one queue with addBulk, then processed; cost of both, rate of the processing. */
+async function rawSingle(ctx: BenchContext, n: number): Promise<NonNullable<PathResult['reference']>> {
+  const prefix = `smsblossom-bench:${benchId()}`;
+  const raw = await startRaw('single', { REDIS_URL: ctx.redisUrl, REDIS_PREFIX: prefix });
+  const queue = new Queue(SINGLE, { connection: ctx.redis, prefix });
+  try {
+    const meter = await startMeter({ processes: { raw: raw.pid }, rssOf: raw.pid, redis: ctx.redis });
+    // The newest completed job is kept: its finishedOn is when the last job was done.
+    const opts = { removeOnComplete: { count: 1 } };
+    for (let i = 0; i < n; i += 5000) {
+      await queue.addBulk(Array.from({ length: Math.min(5000, n - i) }, (_, k) => ({ name: 'noop', data: { i: i + k }, opts })));
     }
-    return { rows, summary: { rawQueueRate: rawRate, runs: results } };
+    const t0 = Date.now();
+    raw.go();
+    await waitFor(
+      () => `raw BullMQ: ${n} no-op jobs not processed in ${DEADLINE_MS} ms`,
+      async () => {
+        const c = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized');
+        return Object.values(c).every((v) => v === 0);
+      },
+      DEADLINE_MS,
+      50,
+    );
+    const cost = await meter.stop();
+    const [last] = await queue.getCompleted(0, 0);
+    const seconds = ((last?.finishedOn ?? Date.now()) - t0) / 1000;
+    return { label: 'raw BullMQ: no-op jobs on one queue', count: n, throughput: n / seconds, cost, per: perMessage(cost, n) };
   } finally {
-    redis.disconnect();
+    await raw.stop();
+    await queue.close();
+    await deleteKeys(ctx.redis, prefix);
   }
 }
 
-// ── child: SMS Blossom all-in-one ────────────────────────────────────────────────────────────────────────────────
-if (process.argv[2] === 'server') {
-  const config = withOverrides(loadConfigOrExit(), { http: { port: 0, host: '127.0.0.1' } });
-  const system = await startSystem({ config, api: true, workers: ['events', 'automations', 'campaigns', 'delivery'], logger: createLogger({ level: 'silent' }) });
-  process.stdout.write(`READY ${new URL(system.url!).port}\n`);
-  process.once('SIGTERM', () => void system.stop().then(() => process.exit(0)));
+export async function benchCampaign(ctx: BenchContext, o: CampaignOptions): Promise<PathResult[]> {
+  const largest = Math.max(...o.sizes);
+  const reference = await rawSingle(ctx, Math.min(largest, RAW_MAX_JOBS));
+  const results: PathResult[] = [];
+  for (const size of o.sizes) results.push({ ...(await runOne(ctx, size, size === largest ? o.orderRate : 0)), reference });
+  return results;
 }

@@ -1,33 +1,50 @@
-/** Shared pieces of the benchmarks: child servers, the load generator, and the report format. */
-import { spawn, type ChildProcess } from 'node:child_process';
+/** Shared pieces of the benchmarks: names, the load generator, percentiles, and the shape of a path's result. */
 import { randomBytes } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import type { Redis } from 'ioredis';
+import type { Cost, perMessage } from './meter.js';
 
-export interface Row {
-  section: string;
-  metric: string;
-  value: number;
-  unit: string;
-  /** The figure this one is compared with, measured in the same run. */
-  baseline?: number;
-  note?: string;
+/** Queues of the raw BullMQ reference (bench/rawServer.ts). */
+export const CHAIN = ['chain-a', 'chain-b', 'chain-c'] as const;
+export const SINGLE = 'noop';
+
+/** What every path needs: the private Redis, the PostgreSQL the service uses, and the service's log level. */
+export interface BenchContext {
+  /** The benchmark's private redis-server. */
+  redisUrl: string;
+  /** A connection to it, for the meter and for cleaning up. */
+  redis: Redis;
+  /** postgres://… of the local PostgreSQL; each service gets its own schema in it. */
+  databaseUrl: string;
+  logLevel: string;
 }
 
-/** Environment of a benchmark child: production settings, silent logs, its own Redis prefix and schema. */
-export function benchEnv(o: { redisUrl: string; databaseUrl: string; prefix: string; schema: string; secret: string; poolSize: number }): Record<string, string> {
-  return {
-    REDIS_URL: o.redisUrl,
-    REDIS_PREFIX: o.prefix,
-    REDIS_EMBEDDED: 'false',
-    DATABASE_URL: o.databaseUrl,
-    DATABASE_SCHEMA: o.schema,
-    DATABASE_POOL_SIZE: String(o.poolSize),
-    SHOPIFY_API_SECRET: o.secret,
-    LOG_LEVEL: 'silent',
-    NODE_ENV: 'production',
-  };
+export interface Percentiles {
+  p50: number;
+  p99: number;
+}
+
+/** One measured path: what went through, how fast, and what each message cost each process. */
+export interface PathResult {
+  path: string;
+  /** What was measured, in words, with its size: a README table cell. */
+  label: string;
+  count: number;
+  /** `messages` or `rows`: what the per-unit figures are per. */
+  unit: string;
+  /** Units per second. */
+  throughput: number;
+  seconds: number;
+  /** Named latency distributions in ms (webhook answer, webhook → provider, request…). */
+  latency: Record<string, Percentiles>;
+  cost: Cost;
+  per: ReturnType<typeof perMessage>;
+  /** The raw BullMQ figure measured in the same run, when the path has one. */
+  reference?: { label: string; count: number; throughput: number; latency?: Percentiles; cost: Cost; per: ReturnType<typeof perMessage> };
+  /** Correctness of the run: what was accepted, stored, sent, duplicated. */
+  checks: Record<string, number>;
+  /** Figures particular to the path (peak memory, orders during the campaign…). */
+  extra?: Record<string, number>;
 }
 
 /** Deletes every key under a benchmark's prefix. */
@@ -42,32 +59,6 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
 
 export function benchId(): string {
   return `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
-}
-
-/** Runs a benchmark server as a child process; it prints `READY <port> [extra]` when it can take load. */
-export async function startChild(script: string, args: string[], env: Record<string, string>): Promise<{ port: number; extra: string; child: ChildProcess; stop(): Promise<void> }> {
-  // BENCH_CPU_PROF=<dir>: each benchmark server writes a V8 CPU profile there when it exits (open it in Chrome DevTools).
-  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-  const child = spawn(process.execPath, [...profile, '--import', 'tsx', script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const [port, extra] = await new Promise<[number, string]>((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout! });
-    rl.on('line', (line) => {
-      const m = /^READY (\d+)(?: (.*))?$/.exec(line);
-      if (m) resolve([Number(m[1]), m[2] ?? '']);
-    });
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready`)));
-  });
-  return {
-    port,
-    extra,
-    child,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
 }
 
 export interface LoadResult {
@@ -97,20 +88,16 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
-export function printReport(title: string, rows: Row[], extra: Record<string, unknown> = {}): void {
-  const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(2));
-  const lines = rows.map((r) => [
-    r.section,
-    r.metric,
-    `${fmt(r.value)} ${r.unit}`,
-    r.baseline === undefined ? '' : `${fmt(r.baseline)} ${r.unit}`,
-    r.baseline ? `${(r.value / r.baseline).toFixed(2)}x` : '',
-    r.note ?? '',
-  ]);
-  const head = ['section', 'metric', 'value', 'baseline', 'ratio', 'note'];
-  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const row = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  process.stdout.write(`\n${title}\n${row(head)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${lines.map(row).join('\n')}\n\n`);
-  const json = { bench: title, at: new Date().toISOString(), ...extra, results: rows };
-  process.stdout.write(`${JSON.stringify(json)}\n`);
+export function percentiles(values: number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50: Math.round(percentile(sorted, 50)), p99: Math.round(percentile(sorted, 99)) };
+}
+
+/** Polls `probe` every `everyMs` until it returns true; throws `what` after `timeoutMs`. */
+export async function waitFor(what: () => string, probe: () => Promise<boolean>, timeoutMs: number, everyMs = 250): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(what());
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }

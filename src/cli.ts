@@ -7,21 +7,26 @@
  *      import that rejected some rows — its good rows are still stored)
  *   2  bad usage or configuration (unknown command or option, invalid argument, invalid environment variable)
  */
-import { readFile } from 'node:fs/promises';
+import cluster from 'node:cluster';
+import { constants as fsConstants, createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import cliProgress from 'cli-progress';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
-import { importContactsCsv } from './contacts/import.js';
+import { importContactsStream } from './contacts/import.js';
 import { loadConfigOrExit, QUEUE_NAMES, type Config, type QueueName } from './config.js';
 import { openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
-import { upsertShop } from './db/shops.js';
+import { getShopByDomain } from './db/shops.js';
 import { AppError } from './errors.js';
 import { createLogger } from './logger.js';
-import { queuesFromArgv } from './queue/worker.js';
+import { queuesFromArgv } from './queue/queueArgs.js';
+import { DEV_TOKEN_DEFAULT_TTL_SECONDS, DEV_TOKEN_MAX_TTL_SECONDS, signDevSessionToken } from './shopify/sessionToken.js';
 import { startSystem, type System } from './system.js';
+import { notifyReady, onSupervisorStop, runSupervisor, singleProcessReason } from './supervisor.js';
 import { campaignCommand, CAMPAIGN_HELP } from './campaigns/cli.js';
+import { syncShopCommand } from './sync/cli.js';
 
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
 
@@ -38,17 +43,28 @@ class CliExit extends Error {
 const usage = (message: string) => new CliExit(message, EXIT.USAGE);
 const failure = (message: string) => new CliExit(message, EXIT.FAILURE);
 
-/** Runs until SIGTERM/SIGINT, then stops gracefully; a second signal exits at once. */
+/** After SHUTDOWN_TIMEOUT_MS the workers are cut off; the steps after them (queues, Redis, database) get this long. */
+const SHUTDOWN_GRACE_MS = 5000;
+
+/**
+ * Runs until SIGTERM/SIGINT (or, in a process of `start`'s supervisor, until it asks), then stops gracefully; a second
+ * signal exits at once, and so does a shutdown that has not finished SHUTDOWN_GRACE_MS after SHUTDOWN_TIMEOUT_MS (a
+ * step that hangs must not keep a stopping service alive).
+ */
 export function runUntilSignalled(system: System): Promise<void> {
   return new Promise((resolve) => {
     let signalled = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (signalled) {
-        system.logger.warn({ signal }, 'Second signal: exiting now');
+    let stopping = false;
+    // The supervisor's request is not a signal: the Ctrl-C that made it reaches this process too, and is not a second one.
+    const stop = (reason: { signal: NodeJS.Signals } | { by: 'supervisor' }) => {
+      if (stopping) return;
+      stopping = true;
+      const limitMs = system.config.workers.shutdownTimeoutMs + SHUTDOWN_GRACE_MS;
+      setTimeout(() => {
+        system.logger.error({ limitMs }, 'Shutdown did not finish in time: exiting now');
         process.exit(1);
-      }
-      signalled = true;
-      system.logger.info({ signal }, 'Shutting down: finishing active jobs');
+      }, limitMs).unref();
+      system.logger.info(reason, 'Shutting down: finishing active jobs');
       system
         .stop()
         .then(() => {
@@ -61,19 +77,31 @@ export function runUntilSignalled(system: System): Promise<void> {
           resolve();
         });
     };
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (signalled) {
+        system.logger.warn({ signal }, 'Second signal: exiting now');
+        process.exit(1);
+      }
+      signalled = true;
+      stop({ signal });
+    };
+    onSupervisorStop(() => stop({ by: 'supervisor' }));
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
 }
 
-async function serve(config: Config, api: boolean, workers: readonly QueueName[]): Promise<void> {
+async function serve(config: Config, api: boolean, workers: readonly QueueName[], started?: (system: System) => void): Promise<void> {
   let system: System;
   try {
     system = await startSystem({ config, api, workers });
   } catch (err) {
     throw failure((err as Error).message);
   }
-  await runUntilSignalled(system);
+  started?.(system);
+  const stopped = runUntilSignalled(system);
+  notifyReady();
+  await stopped;
   // Everything is closed; a handle left open by a library must not keep a stopped service alive.
   process.exit();
 }
@@ -115,10 +143,22 @@ export function buildProgram(): Command {
 
   program
     .command('start')
-    .description('HTTP API and every worker (WORKER_QUEUES) in one process')
+    .description('HTTP API and every worker (WORKER_QUEUES) in each of PROCESSES processes (default: one per core on PostgreSQL, one on PGlite)')
     .action(async () => {
       const config = loadConfigOrExit();
-      await serve(config, true, config.workers.queues);
+      if (cluster.isPrimary && config.processes.count > 1) {
+        let code: number;
+        try {
+          code = await runSupervisor({ config, logger: createLogger({ level: config.logLevel }), shutdownGraceMs: SHUTDOWN_GRACE_MS });
+        } catch (err) {
+          throw failure((err as Error).message);
+        }
+        process.exit(code);
+      }
+      await serve(config, true, config.workers.queues, (system) => {
+        const why = singleProcessReason(config);
+        if (why) system.logger.info({ processes: 1 }, why);
+      });
     });
 
   program
@@ -153,15 +193,6 @@ export function buildProgram(): Command {
       } finally {
         await db.close();
       }
-    });
-
-  program
-    .command('smoke')
-    .description("enqueue the specification's examples for queues that have processors and wait for each job")
-    .action(async () => {
-      const config = loadConfigOrExit();
-      const { runSmoke } = await import('../scripts/enqueueSmoke.js');
-      process.exitCode = await runSmoke(config);
     });
 
   program
@@ -262,45 +293,62 @@ export function buildProgram(): Command {
       'import contacts from a CSV file (header row; columns phone, first_name, last_name, email, tags, country, customer_id, consent). ' +
         'Bad rows are reported with their line and reason; good rows are stored. Exits 1 when any row was rejected.',
     )
-    .argument('<file>', 'CSV file')
+    .argument('<file>', 'CSV file (any size: it is read as a stream, a page of 500 rows stored at a time)')
     .requiredOption('--shop <domain>', 'the shop, e.g. blossom-demo.myshopify.com')
+    .option('--rejects <file>', 'where every rejected row is written (line,reason); default <file>.rejects.csv when any is')
     .option('--json', 'print the result as JSON')
-    .action(async (file: string, opts: { shop: string; json?: boolean }) => {
+    .action(async (file: string, opts: { shop: string; rejects?: string; json?: boolean }) => {
       if (!/^[a-z0-9][a-z0-9-]*\.myshopify\.com$/.test(opts.shop)) throw usage(`--shop: "${opts.shop}" is not a *.myshopify.com domain`);
-      let csv: Buffer;
+      let size: number;
       try {
-        csv = await readFile(file);
+        size = (await stat(file)).size;
+        await access(file, fsConstants.R_OK);
       } catch (err) {
         throw usage(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
+      const rejectsPath = opts.rejects ?? `${file}.rejects.csv`;
+      let rejects: WriteStream | null = null;
       const config = loadConfigOrExit();
       const result = await withSystem(config, async ({ db }) => {
-        const { shop } = await upsertShop(db.db, opts.shop);
+        // Never a shop made up by a typo: shops come from Shopify (their first webhook or API request).
+        const shop = await getShopByDomain(db.db, opts.shop);
+        if (!shop) throw new AppError('NOT_FOUND', `--shop: ${opts.shop} is not a shop of this service (a shop is added by its first webhook or API request; check the spelling)`);
         const bar = new cliProgress.SingleBar(
-          { format: 'Importing [{bar}] {value}/{total} rows', stream: process.stderr, hideCursor: true },
+          // Off a terminal (a script, a log) it prints a line every 2 s instead of redrawing.
+          { format: 'Importing [{bar}] {percentage}% | {rows} rows | {rate} rows/s', stream: process.stderr, hideCursor: true, noTTYOutput: true, notTTYSchedule: 2000 },
           cliProgress.Presets.shades_classic,
         );
-        let started = false;
+        const started = Date.now();
+        bar.start(Math.max(size, 1), 0, { rows: 0, rate: 0 });
         try {
-          return await importContactsCsv(db.db, shop, csv, {
-            onProgress: (done, total) => {
-              if (!started) {
-                bar.start(total, 0);
-                started = true;
+          return await importContactsStream(db.db, shop, () => createReadStream(file), {
+            listLimit: 20,
+            onProgress: ({ bytes, rows }) => bar.update(bytes, { rows, rate: Math.round(rows / Math.max(0.001, (Date.now() - started) / 1000)) }),
+            onRejected: (e) => {
+              if (!rejects) {
+                rejects = createWriteStream(rejectsPath);
+                rejects.write('line,reason\n');
               }
-              bar.update(done);
+              rejects.write(`${e.line},"${e.reason.replaceAll('"', '""')}"\n`);
             },
           });
         } finally {
-          if (started) bar.stop();
+          bar.stop();
+          const open = rejects as WriteStream | null;
+          if (open) await new Promise((resolve) => open.end(resolve));
         }
       });
       if (opts.json) out(JSON.stringify(result));
       else {
-        out(`Imported ${result.imported} of ${result.rows} rows (${result.created} new, ${result.updated} updated); ${result.errors.length} rejected`);
+        out(`Imported ${result.imported} of ${result.rows} rows (${result.created} new, ${result.updated} updated); ${result.rejected} rejected`);
         for (const e of result.errors) out(`  line ${e.line}: ${e.reason}`);
+        if (result.rejected > result.errors.length) out(`  … and ${result.rejected - result.errors.length} more`);
+        if (result.rejected) out(`Every rejected row, with its line and reason: ${rejectsPath}`);
+        if (result.consentRefusedCount) out(`Consent not applied on ${result.consentRefusedCount} row(s):`);
+        for (const e of result.consentRefused) out(`  line ${e.line}: ${e.reason}`);
+        if (result.consentRefusedCount > result.consentRefused.length) out(`  … and ${result.consentRefusedCount - result.consentRefused.length} more`);
       }
-      if (result.errors.length) process.exitCode = EXIT.FAILURE;
+      if (result.rejected) process.exitCode = EXIT.FAILURE;
     });
 
   program
@@ -313,6 +361,26 @@ export function buildProgram(): Command {
     .action(async (action: string, id: number, opts: { follow?: boolean; json?: boolean }) => {
       const config = loadConfigOrExit();
       await withSystem(config, (system) => campaignCommand(system, config, action, id, { follow: Boolean(opts.follow), json: Boolean(opts.json) }));
+    });
+
+  program
+    .command('shop')
+    .description("a shop's Shopify data")
+    .command('sync')
+    .description("queue a sync of the shop's details and customers from Shopify (the workers of the sync queue run it)")
+    .requiredOption('--shop <domain>', 'the shop, e.g. blossom-demo.myshopify.com')
+    .action(async (opts: { shop: string }) => {
+      await withSystem(loadConfigOrExit(), async (system) => out(await syncShopCommand(system, opts.shop)));
+    });
+
+  const dev = program.command('dev').description('development aids (refused when NODE_ENV=production)');
+  dev
+    .command('token')
+    .description("print a Shopify session token for the shop, signed with SHOPIFY_API_SECRET for SHOPIFY_API_KEY, as the merchant API takes it (Authorization: Bearer <token>)")
+    .requiredOption('--shop <domain>', 'the shop, e.g. blossom-demo.myshopify.com')
+    .option('--ttl <seconds>', `lifetime (1-${DEV_TOKEN_MAX_TTL_SECONDS})`, positiveId('--ttl'), DEV_TOKEN_DEFAULT_TTL_SECONDS)
+    .action(async (opts: { shop: string; ttl: number }) => {
+      out(await signDevSessionToken(loadConfigOrExit(), { shop: opts.shop, ttlSeconds: opts.ttl }));
     });
 
   return program;

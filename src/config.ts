@@ -3,11 +3,13 @@
  * frozen {@link Config}; nothing else in SMS Blossom touches `process.env`.
  */
 import { createHash } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from './errors.js';
+import type { RedisClusterSettings } from './queue/redis.js';
 
-export const QUEUE_NAMES = ['events', 'automations', 'campaigns', 'delivery', 'housekeeping'] as const;
+export const QUEUE_NAMES = ['events', 'automations', 'campaigns', 'delivery', 'housekeeping', 'sync'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
 
 const DEV_SHOPIFY_SECRET = 'smsblossom-dev-secret';
@@ -33,6 +35,7 @@ const envSchema = z.object({
     .refine((p) => !p.endsWith(':'), 'must not end with ":"')
     .default('smsblossom:dev'),
   REDIS_EMBEDDED: bool.optional(),
+  REDIS_CLUSTER_NODES: z.string().transform((v, ctx) => parseClusterNodes(v, ctx)).optional(),
   DATABASE_URL: z
     .string()
     .refine((u) => /^postgres(ql)?:\/\//.test(u), 'must start with postgres:// or postgresql://')
@@ -42,6 +45,7 @@ const envSchema = z.object({
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
     .default('public'),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  DATABASE_POOL_MODE: z.enum(['session', 'transaction']).default('session'),
   DATA_DIR: z.string().min(1).default('.data'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().min(1).default('0.0.0.0'),
@@ -74,10 +78,26 @@ const envSchema = z.object({
   CAMPAIGNS_CONCURRENCY: concurrency(2),
   DELIVERY_CONCURRENCY: concurrency(20),
   HOUSEKEEPING_CONCURRENCY: concurrency(1),
+  SYNC_CONCURRENCY: concurrency(2),
+  PROCESSES: z.coerce.number().int().min(1).max(256).optional(),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   WORKER_LOCK_DURATION_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   WORKER_MAX_STALLED_COUNT: z.coerce.number().int().min(0).max(100).default(3),
+  TRUST_PROXY: z
+    .string()
+    .regex(/^(true|false|\d{1,2}|[0-9A-Fa-f.:/]+(,[0-9A-Fa-f.:/]+)*)$/, 'must be true, false, a hop count or a comma-separated list of proxy addresses/CIDRs')
+    .default('false'),
+  HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+  HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
+  HTTP_MAX_CONNECTIONS: z.coerce.number().int().min(1).max(1_000_000).default(2048),
+  HTTP_MAX_CONNECTIONS_PER_IP: z.coerce.number().int().min(1).max(1_000_000).default(512),
+  // One thread per core but one (the event loop's), at least one, at most four.
+  RENDER_POOL_SIZE: z.coerce.number().int().min(1).max(64).default(Math.max(1, Math.min(4, os.availableParallelism() - 1))),
+  RENDER_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+  RENDER_QUEUE_MAX: z.coerce.number().int().min(1).max(100_000).default(64),
+  PREVIEW_RATE_LIMIT_MAX: z.coerce.number().int().min(1).max(100_000).default(30),
   WEBHOOK_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(50 * 1024 * 1024).default(1024 * 1024),
   REDIS_HEALTH_TIMEOUT_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
   SMS_PROVIDER: z.enum(['mitto', 'sandbox']).optional(),
@@ -105,7 +125,31 @@ const envSchema = z.object({
   EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   RETRY_FAILED_MAX_PER_RUN: z.coerce.number().int().min(0).max(100_000).default(100),
   STUCK_MESSAGE_TIMEOUT_MINUTES: z.coerce.number().int().min(1).max(10_080).default(30),
+  TOKEN_ENCRYPTION_KEY: z.string().refine((v) => decodeKey(v) !== null, 'must be 32 bytes as 64 hex digits or base64').optional(),
+  TOKEN_ENCRYPTION_KEY_PREVIOUS: z.string().refine((v) => decodeKey(v) !== null, 'must be 32 bytes as 64 hex digits or base64').optional(),
+  SHOPIFY_ADMIN_BASE_URL: z.string().url().refine((u) => /^https?:\/\//.test(u), 'must start with http:// or https://').optional(),
+  SYNC_PAGE_SIZE: z.coerce.number().int().min(1).max(10_000).default(1000),
+  SYNC_POLL_MAX_MS: z.coerce.number().int().min(10).max(600_000).default(30_000),
 });
+
+/** A 32-byte key written as 64 hex digits or base64; null when it is neither. */
+function decodeKey(value: string): Buffer | null {
+  const key = /^[0-9a-fA-F]{64}$/.test(value) ? Buffer.from(value, 'hex') : Buffer.from(value, 'base64');
+  return key.length === 32 ? key : null;
+}
+
+/** A key with its id: the first 8 hex digits of its SHA-256, stored beside each ciphertext so rotation finds its key. */
+function tokenKey(key: Buffer): TokenKey {
+  // Kept as base64: a frozen config cannot hold a Buffer (typed arrays cannot be frozen).
+  return { id: createHash('sha256').update(key).digest('hex').slice(0, 8), keyBase64: key.toString('base64') };
+}
+
+/** An AES-256 key for access tokens at rest. */
+export interface TokenKey {
+  readonly id: string;
+  /** The 32 key bytes, base64. */
+  readonly keyBase64: string;
+}
 
 export interface Config {
   readonly env: 'development' | 'production' | 'test';
@@ -118,15 +162,55 @@ export interface Config {
     /** Start a private redis-server when REDIS_URL is unset and nothing answers on localhost:6379. */
     readonly embedded: boolean;
     readonly healthTimeoutMs: number;
+    /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); every connection is then an ioredis `Cluster`. */
+    readonly cluster?: RedisClusterSettings;
   };
   readonly database: {
     /** PostgreSQL URL; undefined selects the embedded PGlite database under `dataDir`. */
     readonly url: string | undefined;
     readonly schema: string;
     readonly poolSize: number;
+    /**
+     * How PostgreSQL is reached: `session` (directly, or a pooler in session mode) or `transaction` (PgBouncer and
+     * the like in transaction mode: no startup options, no named prepared statements; see db/client.ts).
+     */
+    readonly poolMode: 'session' | 'transaction';
   };
   readonly dataDir: string;
-  readonly http: { readonly port: number; readonly host: string; readonly webhookBodyLimit: number };
+  readonly http: {
+    readonly port: number;
+    readonly host: string;
+    readonly webhookBodyLimit: number;
+    /**
+     * Which proxies' `X-Forwarded-For` / `X-Forwarded-Proto` are believed (Fastify's `trustProxy`): `false`, `true`
+     * (any), a hop count, or addresses/CIDRs. Decides the client IP of rate limits and whether the operator cookie is
+     * `Secure` behind a TLS-terminating proxy.
+     */
+    readonly trustProxy: boolean | number | string[];
+    /** Longest a request (headers and body) may take to arrive; a slower one is answered 408 and its socket closed. */
+    readonly requestTimeoutMs: number;
+    /** Longest the request headers may take to arrive. */
+    readonly headersTimeoutMs: number;
+    /** How long an idle keep-alive connection stays open. */
+    readonly keepAliveTimeoutMs: number;
+    /** Open connections in all; more are closed on arrival. */
+    readonly maxConnections: number;
+    /**
+     * Open connections per peer address, so one slow client cannot take them all. Not applied with `trustProxy` (the
+     * peers are then proxies, each carrying many clients).
+     */
+    readonly maxConnectionsPerIp: number;
+  };
+  /** Merchant-controlled Liquid runs in a pool of worker threads, never on the event loop that takes webhooks. */
+  readonly render: {
+    readonly poolSize: number;
+    /** Hard deadline of one render: past it the thread is terminated and replaced. */
+    readonly timeoutMs: number;
+    /** Renders waiting for a thread; past it a render is refused at once (503) rather than queued. */
+    readonly queueMax: number;
+    /** Template previews per shop per RATE_LIMIT_WINDOW_MS. */
+    readonly previewMax: number;
+  };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly shopify: {
     readonly apiSecret: string;
@@ -134,6 +218,27 @@ export interface Config {
     /** The `aud` of merchant session tokens; undefined (production without SHOPIFY_API_KEY) disables `/api/*`. */
     readonly apiKey: string | undefined;
     readonly usingDevApiKey: boolean;
+  };
+  /** The Admin API side of Shopify: access tokens (by token exchange) and the customer sync. */
+  readonly shopifyAdmin: {
+    /**
+     * SHOPIFY_ADMIN_BASE_URL: shop X's Admin requests go to `{base}/X/admin/...` instead of `https://X/admin/...` (the
+     * bundled sandbox). Undefined in production, where it is refused.
+     */
+    readonly baseUrl: string | undefined;
+    /**
+     * Exchange session tokens for access tokens on merchant requests: always, except with NODE_ENV=test and no
+     * SHOPIFY_ADMIN_BASE_URL (tests never call the real Shopify).
+     */
+    readonly tokenExchange: boolean;
+    /** Encrypts new tokens (TOKEN_ENCRYPTION_KEY; outside production a key derived from the Shopify secret). */
+    readonly tokenKey: TokenKey;
+    /** TOKEN_ENCRYPTION_KEY_PREVIOUS: still decrypts tokens written before a rotation. */
+    readonly previousTokenKey: TokenKey | undefined;
+    /** Customers per upsert page of a sync. */
+    readonly syncPageSize: number;
+    /** Longest wait between two polls of a running bulk operation (the wait doubles from 250 ms up to this). */
+    readonly pollMaxMs: number;
   };
   readonly adminToken: string | undefined;
   /** Bearer token for `GET /metrics`; undefined leaves it open (it carries counts only, no shop or customer data). */
@@ -184,6 +289,13 @@ export interface Config {
     /** How long a delivery job of a paused campaign waits before it looks at the campaign again. */
     readonly pausedRecheckMs: number;
   };
+  /** How many processes `smsblossom start` runs, each with the HTTP API and every worker of `workers.queues`. */
+  readonly processes: {
+    /** PROCESSES, else one per core (`os.availableParallelism()`) on PostgreSQL and 1 on the embedded PGlite. */
+    readonly count: number;
+    /** False when the count is the default rather than PROCESSES. */
+    readonly explicit: boolean;
+  };
   readonly workers: {
     readonly queues: readonly QueueName[];
     readonly concurrency: Readonly<Record<QueueName, number>>;
@@ -209,6 +321,52 @@ export class ConfigError extends AppError {
   }
 }
 
+function parseTrustProxy(value: string): boolean | number | string[] {
+  if (value === 'true' || value === 'false') return value === 'true';
+  if (/^\d+$/.test(value)) return Number(value);
+  return value.split(',').map((s) => s.trim());
+}
+
+/** The first `{…}` of a key is its hash tag (Redis Cluster hashes only that); an empty `{}` does not count. */
+const CLUSTER_PREFIX = /^[^{]*\{[^}]+\}/;
+
+/**
+ * `host:port,host:port,…`, or the same as URLs (`redis://user:password@host:port`, `rediss://…` for TLS): credentials
+ * and TLS are the cluster's, so every entry that names them must name the same.
+ */
+function parseClusterNodes(value: string, ctx: z.RefinementCtx): RedisClusterSettings {
+  const nodes: Array<{ host: string; port: number }> = [];
+  let auth: { username?: string; password?: string; tls: boolean } | undefined;
+  for (const raw of value.split(',').map((v) => v.trim()).filter(Boolean)) {
+    const isUrl = /^rediss?:\/\//.test(raw);
+    let u: URL;
+    try {
+      u = new URL(isUrl ? raw : `redis://${raw}`);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `each node must be host:port or a redis:// URL (entry ${nodes.length + 1} is not)` });
+      return z.NEVER;
+    }
+    const port = Number(u.port || 6379);
+    if (!u.hostname || !(port > 0 && port < 65536) || (u.pathname !== '' && u.pathname !== '/')) {
+      ctx.addIssue({ code: 'custom', message: `each node must be host:port (entry ${nodes.length + 1} is not)` });
+      return z.NEVER;
+    }
+    nodes.push({ host: u.hostname.replace(/^\[|\]$/g, ''), port });
+    if (!isUrl) continue;
+    const mine = { ...(u.username ? { username: decodeURIComponent(u.username) } : {}), ...(u.password ? { password: decodeURIComponent(u.password) } : {}), tls: u.protocol === 'rediss:' };
+    if (auth && JSON.stringify(auth) !== JSON.stringify(mine)) {
+      ctx.addIssue({ code: 'custom', message: 'every node URL must name the same credentials and scheme (one cluster, one login)' });
+      return z.NEVER;
+    }
+    auth = mine;
+  }
+  if (!nodes.length) {
+    ctx.addIssue({ code: 'custom', message: 'must name at least one node (host:port)' });
+    return z.NEVER;
+  }
+  return { nodes, tls: false, ...auth };
+}
+
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object') {
     for (const v of Object.values(value)) deepFreeze(v);
@@ -231,7 +389,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const issue = parsed.error.issues[0]!;
     const variable = String(issue.path[0] ?? 'environment');
     const shown = cleaned[variable];
-    const secret = /SECRET|TOKEN|URL/.test(variable);
+    const secret = /SECRET|TOKEN|URL|NODES/.test(variable);
     throw new ConfigError(variable, `${issue.message}${shown !== undefined && !secret ? ` (got "${shown}")` : ''}`);
   }
   const e = parsed.data;
@@ -241,24 +399,72 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.SMS_PROVIDER === 'mitto' && !e.MITTO_API_KEY) {
     throw new ConfigError('MITTO_API_KEY', 'is required when SMS_PROVIDER=mitto');
   }
+  if (e.NODE_ENV === 'production') {
+    // The sandbox answers "delivered" for messages that go nowhere: production uses it only when told to.
+    if (!e.MITTO_API_KEY && e.SMS_PROVIDER !== 'sandbox') {
+      throw new ConfigError('MITTO_API_KEY', 'is required when NODE_ENV=production (or set SMS_PROVIDER=sandbox explicitly)');
+    }
+    // Delivery reports and replies are called back at PUBLIC_URL; a guessed localhost address never receives them.
+    if (!e.PUBLIC_URL) throw new ConfigError('PUBLIC_URL', 'is required when NODE_ENV=production (the address the SMS provider calls back)');
+    // Access tokens open a shop's Admin API: production never encrypts them with a key derived from anything else.
+    if (!e.TOKEN_ENCRYPTION_KEY) throw new ConfigError('TOKEN_ENCRYPTION_KEY', 'is required when NODE_ENV=production (32 bytes: `openssl rand -base64 32`)');
+    // A redirected Admin API would hand merchants' access tokens to whatever listens there.
+    if (e.SHOPIFY_ADMIN_BASE_URL) throw new ConfigError('SHOPIFY_ADMIN_BASE_URL', 'is refused when NODE_ENV=production (it points the Admin API at a sandbox)');
+  }
+  // PGlite lives inside the one process that opened it (db/pgliteLock.ts refuses a second opener).
+  if (e.PROCESSES !== undefined && e.PROCESSES > 1 && !e.DATABASE_URL) {
+    throw new ConfigError('PROCESSES', `must be 1 with the embedded database (PGlite is opened by a single process); to run more, set DATABASE_URL to a PostgreSQL server (got "${e.PROCESSES}")`);
+  }
+  // A BullMQ script touches several keys of one queue and a cluster runs it only if they share a slot: the prefix's
+  // hash tag puts every key of the service in one.
+  if (e.REDIS_CLUSTER_NODES && !CLUSTER_PREFIX.test(e.REDIS_PREFIX)) {
+    throw new ConfigError(
+      'REDIS_PREFIX',
+      `must contain a {hash tag} when REDIS_CLUSTER_NODES is set, so that the keys each command touches share one cluster slot: set REDIS_PREFIX={smsblossom} (got "${e.REDIS_PREFIX}")`,
+    );
+  }
   const config: Config = {
     env: e.NODE_ENV,
     redis: {
       url: e.REDIS_URL ?? 'redis://localhost:6379',
       urlWasSet: e.REDIS_URL !== undefined,
       prefix: e.REDIS_PREFIX,
-      embedded: e.REDIS_EMBEDDED ?? (e.REDIS_URL === undefined && e.NODE_ENV !== 'production'),
+      embedded: !e.REDIS_CLUSTER_NODES && (e.REDIS_EMBEDDED ?? (e.REDIS_URL === undefined && e.NODE_ENV !== 'production')),
       healthTimeoutMs: e.REDIS_HEALTH_TIMEOUT_MS,
+      ...(e.REDIS_CLUSTER_NODES ? { cluster: e.REDIS_CLUSTER_NODES } : {}),
     },
-    database: { url: e.DATABASE_URL, schema: e.DATABASE_SCHEMA, poolSize: e.DATABASE_POOL_SIZE },
+    database: { url: e.DATABASE_URL, schema: e.DATABASE_SCHEMA, poolSize: e.DATABASE_POOL_SIZE, poolMode: e.DATABASE_POOL_MODE },
     dataDir: path.resolve(e.DATA_DIR),
-    http: { port: e.PORT, host: e.HOST, webhookBodyLimit: e.WEBHOOK_BODY_LIMIT_BYTES },
+    http: {
+      port: e.PORT,
+      host: e.HOST,
+      webhookBodyLimit: e.WEBHOOK_BODY_LIMIT_BYTES,
+      trustProxy: parseTrustProxy(e.TRUST_PROXY),
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      maxConnections: e.HTTP_MAX_CONNECTIONS,
+      maxConnectionsPerIp: e.HTTP_MAX_CONNECTIONS_PER_IP,
+    },
+    render: { poolSize: e.RENDER_POOL_SIZE, timeoutMs: e.RENDER_TIMEOUT_MS, queueMax: e.RENDER_QUEUE_MAX, previewMax: e.PREVIEW_RATE_LIMIT_MAX },
     logLevel: e.LOG_LEVEL,
     shopify: {
       apiSecret: e.SHOPIFY_API_SECRET ?? DEV_SHOPIFY_SECRET,
       usingDevSecret: !e.SHOPIFY_API_SECRET,
       apiKey: e.SHOPIFY_API_KEY ?? (e.NODE_ENV === 'production' ? undefined : DEV_SHOPIFY_API_KEY),
       usingDevApiKey: !e.SHOPIFY_API_KEY && e.NODE_ENV !== 'production',
+    },
+    shopifyAdmin: {
+      baseUrl: e.SHOPIFY_ADMIN_BASE_URL?.replace(/\/+$/, ''),
+      tokenExchange: e.NODE_ENV !== 'test' || e.SHOPIFY_ADMIN_BASE_URL !== undefined,
+      tokenKey: tokenKey(
+        e.TOKEN_ENCRYPTION_KEY
+          ? decodeKey(e.TOKEN_ENCRYPTION_KEY)!
+          : createHash('sha256').update(`tokens:${e.SHOPIFY_API_SECRET ?? DEV_SHOPIFY_SECRET}`).digest(),
+      ),
+      previousTokenKey: e.TOKEN_ENCRYPTION_KEY_PREVIOUS ? tokenKey(decodeKey(e.TOKEN_ENCRYPTION_KEY_PREVIOUS)!) : undefined,
+      syncPageSize: e.SYNC_PAGE_SIZE,
+      pollMaxMs: e.SYNC_POLL_MAX_MS,
     },
     adminToken: e.ADMIN_TOKEN,
     metricsToken: e.METRICS_TOKEN,
@@ -292,6 +498,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       pollMs: e.CAMPAIGN_POLL_MS,
       pausedRecheckMs: e.CAMPAIGN_PAUSED_RECHECK_MS,
     },
+    processes: {
+      count: e.PROCESSES ?? (e.DATABASE_URL ? os.availableParallelism() : 1),
+      explicit: e.PROCESSES !== undefined,
+    },
     workers: {
       queues: e.WORKER_QUEUES,
       concurrency: {
@@ -300,6 +510,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         campaigns: e.CAMPAIGNS_CONCURRENCY,
         delivery: e.DELIVERY_CONCURRENCY,
         housekeeping: e.HOUSEKEEPING_CONCURRENCY,
+        sync: e.SYNC_CONCURRENCY,
       },
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
       lockDurationMs: e.WORKER_LOCK_DURATION_MS,

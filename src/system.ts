@@ -3,22 +3,27 @@
  * registry, the dead-letter queue, the workers of the chosen queues and the HTTP API. One function for every shape of
  * deployment: all-in-one (`start`), API only (`api`), workers only (`worker --queues ...`).
  *
- * Shutdown order: stop HTTP intake, close workers (active jobs finish), close queues, close Redis, close the database.
+ * Shutdown order (`stop()`, idempotent): stop HTTP intake, close the workers letting active jobs finish, then what they
+ * used (the SMS sandbox, the render threads), close the queues and the producer's Redis connection, close the database
+ * pool, and last the embedded Redis. Every step runs even when one before it failed. The order comes from `cleanups`:
+ * each part registers its closing as it starts, and they run in reverse, so a start that fails half-way closes what
+ * it opened.
  */
+import { ShopDirectory } from './automations/shopDirectory.js';
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import { withOverrides, type Config, type QueueName } from './config.js';
 import { openDatabase, type Database } from './db/client.js';
 import { migrate } from './db/migrate.js';
 import { buildApp } from './http/app.js';
+import { API_RENDER_NICE, renderPoolOptions } from './http/deps.js';
 import { createLogger, type Logger } from './logger.js';
 import { DeadLetterQueue } from './queue/deadLetters.js';
 import { startEmbeddedRedis, type EmbeddedRedis } from './queue/embeddedRedis.js';
 import { QueueRegistry } from './queue/queues.js';
-import { assertRedisReachable, getRedisConnection, redactUrl } from './queue/redis.js';
+import { assertRedisReachable, describeRedis, getRedisConnection, type RedisClient } from './queue/redis.js';
 import { WorkerPool, type ProcessorMap, type Services } from './queue/worker.js';
 import { createServiceMetrics, instrumentProvider } from './queue/metrics.js';
-import { createRenderer } from './messages/render.js';
+import { createRenderPool } from './messages/renderPool.js';
 import { createMittoProvider } from './messages/providers/mitto.js';
 import type { SmsProvider } from './messages/providers/types.js';
 import { createSandbox, type Sandbox } from './sandbox/server.js';
@@ -42,7 +47,7 @@ export interface System {
   readonly config: Config;
   readonly logger: Logger;
   readonly db: Database;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly queues: QueueRegistry;
   readonly deadLetters: DeadLetterQueue;
   readonly pool: WorkerPool;
@@ -55,9 +60,13 @@ export interface System {
   stop(): Promise<void>;
 }
 
-async function resolveRedis(config: Config, logger: Logger): Promise<{ config: Config; embedded?: EmbeddedRedis }> {
+/**
+ * The Redis to use: the configured one if it answers; else, when REDIS_URL is unset and embedding is allowed, a private
+ * redis-server (the returned config points at it; the caller stops it).
+ */
+export async function resolveRedis(config: Config, logger: Logger): Promise<{ config: Config; embedded?: EmbeddedRedis }> {
   try {
-    await assertRedisReachable(config.redis.url, 2000);
+    await assertRedisReachable(config.redis, 2000);
     return { config };
   } catch (err) {
     if (config.redis.urlWasSet || !config.redis.embedded) throw err;
@@ -85,7 +94,7 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     const applied = await migrate(db);
     logger.info({ database: db.kind, schema: db.schema, applied }, 'Database ready');
 
-    const redis = getRedisConnection({ url: config.redis.url }, 'producer');
+    const redis = getRedisConnection(config.redis, 'producer');
     redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection error'));
     cleanups.push(() => redis.quit().catch(() => redis.disconnect()));
 
@@ -98,23 +107,19 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     // HTTP first: when PUBLIC_URL is unset, delivery-report callbacks go to the address we really listen on.
     let app: FastifyInstance | undefined;
     let url: string | undefined;
-    const services: Services = { renderer: createRenderer(), publicUrl: config.sms.publicUrl };
+    // Merchant templates render on threads, never on the event loop that takes webhooks: one pool for the jobs (normal
+    // priority: campaign pages wait for their renders), one for the API's previews and estimates (below the event
+    // loop). Threads start on first use. Closed after the app and the workers that use them.
+    // Jobs render at most one template each at a time: their pool's queue holds as many as the workers run at once.
+    const jobSlots = Object.values(config.workers.concurrency).reduce((a, b) => a + b, 0);
+    const renderer = createRenderPool({ ...renderPoolOptions(config), queueMax: Math.max(config.render.queueMax, jobSlots) });
+    const apiRenderer = createRenderPool({ ...renderPoolOptions(config), nice: API_RENDER_NICE });
+    cleanups.push(() => renderer.close(), () => apiRenderer.close());
+    const shops = new ShopDirectory(db.db);
+    cleanups.push(async () => shops.close());
+    const services: Services = { renderer, shops, publicUrl: config.sms.publicUrl };
     // One set of Prometheus metrics per service: the app serves them, the workers and the provider feed them.
     const metrics = createServiceMetrics();
-    const pool = new WorkerPool({ config, db, queues, logger, deadLetters, processors: options.processors, services, metrics });
-    if (options.api) {
-      app = await buildApp({ config, logger, db, queues, deadLetters, workers: pool, metrics });
-      const built = app;
-      cleanups.push(() => built.close());
-      if (options.listen !== false) {
-        url = await app.listen({ port: config.http.port, host: config.http.host });
-        if (!config.sms.publicUrlWasSet) services.publicUrl = `http://127.0.0.1:${new URL(url).port}`;
-        logger.info({ url, redis: redactUrl(config.redis.url), database: db.kind }, 'SMS Blossom is listening');
-      } else {
-        await app.ready();
-      }
-    }
-
     let sandbox: Sandbox | undefined;
     if (options.workers.includes('delivery')) {
       if (options.provider) {
@@ -132,7 +137,23 @@ export async function startSystem(options: SystemOptions): Promise<System> {
       }
     }
 
+    // Closed after the app (pushed later, closed earlier) and before the provider, the render pools and the queues.
+    const pool = new WorkerPool({ config, db, queues, logger, deadLetters, processors: options.processors, services, metrics });
     cleanups.push(() => pool.close());
+    if (options.api) {
+      app = await buildApp({ config, logger, db, queues, deadLetters, workers: pool, metrics, renderer: apiRenderer });
+      const built = app;
+      // Pushed last, so closed first: HTTP intake stops before anything it hands work to.
+      cleanups.push(() => built.close());
+      if (options.listen !== false) {
+        url = await app.listen({ port: config.http.port, host: config.http.host });
+        if (!config.sms.publicUrlWasSet) services.publicUrl = `http://127.0.0.1:${new URL(url).port}`;
+        logger.info({ url, redis: describeRedis(config.redis), database: db.kind }, 'SMS Blossom is listening');
+      } else {
+        await app.ready();
+      }
+    }
+
     const served = await pool.start(options.workers);
     if (served.includes('housekeeping')) {
       // Keyed by id in Redis: every process serving housekeeping may register them, each exists once.

@@ -3,79 +3,15 @@
  * Transactional ones (order and shipping updates) need only "not opted out" and ignore quiet hours; marketing ones
  * need `subscribed` consent, respect quiet hours and the frequency cap.
  */
-import type { AutomationRules, AutomationTrigger } from '../db/schema.js';
+import type { AutomationTrigger } from '../db/schema.js';
 
-export interface AutomationDefault {
-  trigger: AutomationTrigger;
-  name: string;
-  enabled: boolean;
-  transactional: boolean;
-  delayMinutes: number;
-  template: string;
-  rules: AutomationRules;
-}
+// The automations themselves are the rows every new shop starts with: db/defaultAutomations.ts.
+export { DEFAULT_AUTOMATIONS, type AutomationDefault } from '../db/defaultAutomations.js';
 
 export const DEFAULT_QUIET_HOURS = { enabled: true, start: '21:00', end: '08:00' } as const;
 export const DEFAULT_FREQUENCY_CAP = { max: 1, windowHours: 24 } as const;
 /** Abandoned-checkout reminders are never sent later than this after the abandonment. */
 export const ABANDONED_CHECKOUT_MAX_AGE_HOURS = 48;
-
-export const DEFAULT_AUTOMATIONS: readonly AutomationDefault[] = [
-  {
-    trigger: 'order_paid',
-    name: 'Order confirmation',
-    enabled: true,
-    transactional: true,
-    delayMinutes: 0,
-    template:
-      "{{ shop.name }}: Thanks for your order {{ order.name }}, {{ customer.firstName | default: 'there' }}! " +
-      'Total {{ order.totalPrice | money: order.currency }}.{% if order.statusUrl %} Details: {{ order.statusUrl }}{% endif %}',
-    rules: {},
-  },
-  {
-    trigger: 'order_created',
-    name: 'Order received',
-    enabled: false,
-    transactional: true,
-    delayMinutes: 0,
-    template: "{{ shop.name }}: We've received your order {{ order.name }}. We'll text you when it ships.",
-    rules: {},
-  },
-  {
-    trigger: 'abandoned_checkout',
-    name: 'Abandoned checkout',
-    enabled: true,
-    transactional: false,
-    delayMinutes: 30,
-    template:
-      "{{ shop.name }}: Hi {{ customer.firstName | default: 'there' }}, you left something in your cart. " +
-      'Complete your order here: {{ checkout.recoveryUrl }}',
-    // No cap of its own: the shop's cap applies (default DEFAULT_FREQUENCY_CAP), so changing it reaches this one too.
-    rules: {},
-  },
-  {
-    trigger: 'fulfillment_update',
-    name: 'Shipping update',
-    enabled: true,
-    transactional: true,
-    delayMinutes: 0,
-    template:
-      '{{ shop.name }}: Good news, your order{% if order.name %} {{ order.name }}{% endif %} is on its way!' +
-      '{% if fulfillment.trackingUrl %} Track it: {{ fulfillment.trackingUrl }}{% elsif fulfillment.trackingNumber %} ' +
-      'Tracking number: {{ fulfillment.trackingNumber }}{% endif %}',
-    rules: {},
-  },
-  {
-    trigger: 'welcome',
-    name: 'Welcome',
-    enabled: true,
-    transactional: false,
-    delayMinutes: 0,
-    template: "Welcome to {{ shop.name }}, {{ customer.firstName | default: 'friend' }}! You'll be the first to hear about our offers.",
-    // A welcome answers the customer's own opt-in: it is not held back by the cap meant for promotions.
-    rules: { frequencyCap: null },
-  },
-];
 
 /** Which automation a Shopify topic can start. */
 export const TOPIC_TRIGGERS: Readonly<Record<string, AutomationTrigger>> = {
@@ -87,3 +23,15 @@ export const TOPIC_TRIGGERS: Readonly<Record<string, AutomationTrigger>> = {
   'fulfillments/update': 'fulfillment_update',
   'orders/fulfilled': 'fulfillment_update',
 };
+
+/**
+ * Triggers whose messages are marketing whatever an automation's settings say: a cart reminder or a welcome is a
+ * promotion, so it always needs marketing consent, respects quiet hours and carries the opt-out footer. Campaigns are
+ * marketing too (they have no automation).
+ */
+export const MARKETING_TRIGGERS: ReadonlySet<AutomationTrigger> = new Set(['abandoned_checkout', 'welcome']);
+
+/** Whether an automation's messages are transactional: never for a marketing trigger, else as configured. */
+export function isTransactional(a: { trigger: AutomationTrigger; transactional: boolean }): boolean {
+  return a.transactional && !MARKETING_TRIGGERS.has(a.trigger);
+}

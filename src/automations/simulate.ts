@@ -15,13 +15,15 @@ import { findContactByCustomerId } from '../db/contacts.js';
 import { findMessageByKey, recentMarketingSends } from '../db/messages.js';
 import type { Automation, AutomationTrigger, Contact, Shop } from '../db/schema.js';
 import { AppError } from '../errors.js';
-import { analyzeSms, estimateCost } from '../messages/encoding.js';
-import { appendOptOutFooter, type Renderer } from '../messages/render.js';
-import { objectKeyFor, pipelineRules, shopSettings, templateVars } from '../queue/processors/automations.js';
-import { contactInputFrom } from '../queue/processors/events.js';
+import type { Renderer } from '../messages/render.js';
+import { contactInputFrom } from '../shopify/eventContact.js';
+import { decideConsent, optedOutAtAfter } from '../rules/consent.js';
 import { evaluateRules, type TraceEntry } from '../rules/pipeline.js';
-import { resolveTimezone, timezoneForAddress } from '../rules/quietHours.js';
+import { recipientTimezone } from '../rules/quietHours.js';
 import { normalizeEventContext, type EventContext } from '../shopify/normalize.js';
+import { renderAutomationMessage } from './content.js';
+import { objectKeyFor, pipelineRules } from './rules.js';
+import { shopSender } from './settings.js';
 
 export interface SimulationDeps {
   db: Db;
@@ -102,11 +104,13 @@ function contactAsStored(stored: Contact | undefined, input: ReturnType<typeof c
     provinceCode: input.provinceCode ?? base.provinceCode,
   };
   const c = input.consent;
-  const at = c ? (c.updatedAt ?? now) : null;
-  if (c && at && (base.smsConsentUpdatedAt === null || at >= base.smsConsentUpdatedAt)) {
+  if (!c) return merged;
+  // The ledger's own precedence, so a simulation never shows an opt-out undone that the real pipeline keeps.
+  const decision = decideConsent(stored ?? null, { state: c.state, origin: c.origin, at: c.updatedAt }, now);
+  if (decision.action === 'apply') {
     merged.smsConsent = c.state;
-    merged.smsConsentUpdatedAt = at;
-    merged.optedOutAt = c.state === 'unsubscribed' ? at : null;
+    merged.smsConsentUpdatedAt = decision.at;
+    merged.optedOutAt = optedOutAtAfter(stored ?? null, c.state, decision.at);
   }
   return merged;
 }
@@ -135,12 +139,11 @@ export async function simulateEvent(
   if (contact.smsConsent === 'subscribed' && (stored?.smsConsent ?? 'not_subscribed') !== 'subscribed') triggers.push('welcome');
 
   const automations = await automationsOf(deps.db, shop);
-  const settings = shopSettings(shop);
   const results: SimulatedAutomation[] = [];
   for (const trigger of triggers) {
     const automation = automations.get(trigger);
     if (!automation) continue;
-    results.push(await simulateOne(automation, shop, contact, contactId, ctx, deps, settings, now));
+    results.push(await simulateOne(automation, shop, contact, contactId, ctx, deps, now));
   }
   return {
     topic: event.topic,
@@ -158,7 +161,6 @@ async function simulateOne(
   contactId: number | null,
   ctx: Ctx,
   deps: SimulationDeps,
-  settings: ReturnType<typeof shopSettings>,
   now: Date,
 ): Promise<SimulatedAutomation> {
   const rules = pipelineRules(automation, shop);
@@ -172,14 +174,7 @@ async function simulateOne(
   const decision = evaluateRules({
     now,
     automation: rules,
-    contact: {
-      smsConsent: contact.smsConsent,
-      optedOutAt: contact.optedOutAt,
-      phone: contact.phone,
-      timezone: contact.timezone,
-      countryCode: contact.countryCode,
-      provinceCode: contact.provinceCode,
-    },
+    contact,
     shopTimezone: shop.timezone,
     context: ctx,
     duplicate,
@@ -196,15 +191,19 @@ async function simulateOne(
     verdict = { decision: 'skip', reason: 'checkout_completed', detail: 'the checkout is completed', deferredUntil: null };
   }
 
-  const tz = resolveTimezone(contact.timezone ?? timezoneForAddress(contact.countryCode, contact.provinceCode), shop.timezone).timezone;
-  const rendered = await deps.renderer.render(automation.template, templateVars(shop, null, ctx), {
-    timezone: tz,
-    currency: ctx.order?.currency ?? ctx.checkout?.currency ?? shop.currency,
-    locale: settings.locale,
-    now,
-  });
-  const text = rules.transactional ? rendered.text : appendOptOutFooter(rendered.text, settings.optOutFooter);
-  const sms = analyzeSms(text);
+  const sms = await renderAutomationMessage(
+    {
+      template: automation.template,
+      shop,
+      // The names are in ctx.customer already (the event's, else the stored contact's).
+      contact: null,
+      ctx,
+      timezone: recipientTimezone(contact, shop.timezone, now),
+      transactional: rules.transactional,
+      now,
+    },
+    { renderer: deps.renderer, costPerSegment: deps.sms.costPerSegment },
+  );
   return {
     trigger: automation.trigger,
     automationId: automation.id || null,
@@ -213,11 +212,11 @@ async function simulateOne(
     ...verdict,
     delayMinutes: automation.trigger === 'abandoned_checkout' ? automation.delayMinutes : 0,
     trace: decision.trace,
-    text,
-    warnings: rendered.warnings,
+    text: sms.text,
+    warnings: sms.warnings,
     encoding: sms.encoding,
     segments: sms.segments,
-    costEstimate: estimateCost(sms.segments, deps.sms.costPerSegment),
-    sender: settings.sender ?? deps.sms.sender,
+    costEstimate: sms.costEstimate,
+    sender: shopSender(shop, deps.sms.sender),
   };
 }

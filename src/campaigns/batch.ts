@@ -16,6 +16,7 @@
  * job keeps polling until every message is final, then marks the campaign `sent`.
  */
 import { DEFAULT_FREQUENCY_CAP, DEFAULT_QUIET_HOURS } from '../automations/defaults.js';
+import { shopDisplayName, shopSender, shopSettings } from '../automations/settings.js';
 import {
   advanceCursor,
   clearPendingEnqueue,
@@ -36,13 +37,13 @@ import type { Campaign, Shop } from '../db/schema.js';
 import { getShopByDomain } from '../db/shops.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { analyzeSms, estimateCost } from '../messages/encoding.js';
-import { appendOptOutFooter, type Renderer } from '../messages/render.js';
-import { shopDisplayName, shopSettings, withUtm } from '../queue/processors/automations.js';
+import { composeSms, contentColumns, type ComposedSms } from '../messages/compose.js';
+import { withUtm } from '../messages/links.js';
+import type { Renderer } from '../messages/render.js';
 import { jobIdFrom, newRequestId, parseJobData, type JobData, type QueueRegistry } from '../queue/queues.js';
 import { evaluateRules, type AutomationRules } from '../rules/pipeline.js';
-import { resolveTimezone, timezoneForAddress } from '../rules/quietHours.js';
-import { compileSegment, parseSegmentFilter, type SegmentFilter } from './segments.js';
+import { recipientTimezone } from '../rules/quietHours.js';
+import { parseSegmentFilter, type SegmentFilter } from './segments.js';
 
 /**
  * BullMQ priority of campaign delivery jobs. Jobs without a priority (automations, transactional messages, test sends)
@@ -119,6 +120,23 @@ export function campaignTemplateVars(campaign: Campaign, shop: Shop, contact: Pa
   };
 }
 
+/** A campaign message as the recipient gets it: rendered, with the shop's opt-out footer, encoded and priced. */
+export async function composeCampaignMessage(
+  input: { body: string; campaign: Campaign; shop: Shop; contact: Partial<AudienceContact>; timezone: string | null; now: Date },
+  deps: { renderer: Renderer; sms: { costPerSegment: number } },
+): Promise<ComposedSms & { warnings: string[] }> {
+  const { shop } = input;
+  const settings = shopSettings(shop);
+  const rendered = await deps.renderer.render(input.body, campaignTemplateVars(input.campaign, shop, input.contact), {
+    timezone: input.timezone,
+    currency: shop.currency,
+    locale: settings.locale,
+    now: input.now,
+  });
+  const sms = composeSms(rendered.text, { marketing: true, shop: settings, costPerSegment: deps.sms.costPerSegment });
+  return { ...sms, warnings: rendered.warnings };
+}
+
 /** One message per campaign per contact, whatever is retried, resumed or re-run. */
 export const campaignIdempotencyKey = (campaignId: number, contactId: number) => `camp-${campaignId}-${contactId}`;
 
@@ -141,9 +159,9 @@ export async function enqueueCampaignDeliveries(
   const jobs = rows.map((r) => {
     const data: JobData<'delivery'> = parseJobData('delivery', 'send', {
       shopId: shopDomain,
-      messageId: String(r.id),
-      ...(r.contactId !== null ? { contactId: String(r.contactId) } : {}),
-      campaignId: String(campaignId),
+      messageId: r.id,
+      ...(r.contactId !== null ? { contactId: r.contactId } : {}),
+      campaignId,
       requestId,
       enqueuedAt,
     });
@@ -163,7 +181,6 @@ async function pageMessages(
   now: Date,
 ): Promise<PageMessage[]> {
   const rules = campaignRules(campaign, shop);
-  const settings = shopSettings(shop);
   const out: PageMessage[] = [];
   for (const c of page) {
     const base = { contactId: c.id, idempotencyKey: campaignIdempotencyKey(campaign.id, c.id) };
@@ -180,24 +197,16 @@ async function pageMessages(
       out.push({ ...base, status: 'skipped', reason: decision.reason, toPhone: null, body: null, encoding: null, segments: null, costEstimate: null, scheduledFor: null });
       continue;
     }
-    const tz = resolveTimezone(c.timezone ?? timezoneForAddress(c.countryCode, c.provinceCode), shop.timezone).timezone;
-    const rendered = await deps.renderer.render(campaign.body, campaignTemplateVars(campaign, shop, c), {
-      timezone: tz,
-      currency: shop.currency,
-      locale: settings.locale,
-      now,
-    });
-    const text = appendOptOutFooter(rendered.text, settings.optOutFooter);
-    const sms = analyzeSms(text);
+    const sms = await composeCampaignMessage(
+      { body: campaign.body, campaign, shop, contact: c, timezone: recipientTimezone(c, shop.timezone, now), now },
+      deps,
+    );
     out.push({
       ...base,
       status: 'queued',
       reason: null,
       toPhone: c.phone,
-      body: text,
-      encoding: sms.encoding,
-      segments: sms.segments,
-      costEstimate: estimateCost(sms.segments, deps.sms.costPerSegment),
+      ...contentColumns(sms),
       scheduledFor: decision.action === 'defer' ? decision.until : null,
     });
   }
@@ -228,16 +237,14 @@ export async function materializeNextPage(campaignId: number, generation: number
     if (locked.generation !== generation) return { kind: 'stale' } as const;
     if (locked.status !== 'sending') return { kind: 'stopped', status: locked.status } as const;
     if (locked.materialized) return { kind: 'page', created: [], exhausted: true, cursor: locked.cursor } as const;
-    const where = compileSegment(filter, { now });
-    const page = await selectAudiencePage(tx, shop.id, where, locked.cursor, batchSize);
+    const page = await selectAudiencePage(tx, shop.id, { filter, now }, locked.cursor, batchSize);
     const last = page.length ? page[page.length - 1]!.id : locked.cursor;
     const cap = rules.frequencyCap;
     const recent = cap && page.length
       ? await recentSendsOfPage(tx, shop.id, locked.cursor, last, new Date(now.getTime() - cap.windowHours * 3_600_000), String(campaignId))
       : new Map<number, number[]>();
     const rows = await pageMessages(campaign, shop, page, recent, deps, now);
-    const settings = shopSettings(shop);
-    const created = await insertPageMessages(tx, { shopId: shop.id, campaignId: String(campaignId), sender: settings.sender ?? deps.sms.sender, requestId }, rows);
+    const created = await insertPageMessages(tx, { shopId: shop.id, campaignId: String(campaignId), sender: shopSender(shop, deps.sms.sender), requestId }, rows);
     const exhausted = page.length < batchSize;
     await advanceCursor(tx, campaignId, locked.cursor, last, exhausted);
     return { kind: 'page', created, exhausted, cursor: last } as const;
@@ -261,14 +268,16 @@ export async function startScheduled(campaign: Campaign, shop: Shop, deps: Campa
 
 export async function runCampaignBatch(data: JobData<'campaigns'> & { generation?: number }, deps: CampaignDeps, control: BatchControl): Promise<BatchOutcome> {
   const db = deps.database.db;
-  const id = Number(data.campaignId);
+  const id = data.campaignId;
   const log = deps.logger.child({ campaignId: id });
   let campaign = await getCampaign(db, id);
-  if (!campaign) throw new AppError('NOT_FOUND', `campaign ${data.campaignId} does not exist`);
+  if (!campaign) throw new AppError('NOT_FOUND', `campaignId: campaign ${id} does not exist`, { details: { field: 'campaignId' } });
   const generation = data.generation ?? campaign.generation;
   if (campaign.generation !== generation) return { outcome: 'stale', reason: `generation ${generation} superseded by ${campaign.generation}` };
   const shop = await getShopByDomain(db, data.shopId);
-  if (!shop || shop.id !== campaign.shopId) throw new AppError('NOT_FOUND', `campaign ${id} does not belong to ${data.shopId}`);
+  if (!shop || shop.id !== campaign.shopId) {
+    throw new AppError('NOT_FOUND', `shopId: campaign ${id} does not belong to ${data.shopId}`, { details: { field: 'shopId' } });
+  }
 
   if (campaign.status === 'scheduled') {
     campaign = (await startScheduled(campaign, shop, deps)) ?? (await getCampaign(db, id))!;

@@ -1,7 +1,9 @@
 /** Named database operations on `automations`. */
 import { and, asc, eq, sql } from 'drizzle-orm';
-import { DEFAULT_AUTOMATIONS } from '../automations/defaults.js';
+import { DEFAULT_AUTOMATIONS } from './defaultAutomations.js';
 import type { Db } from './client.js';
+import { shopChanged } from './changes.js';
+import { param, perHandle } from './prepared.js';
 import { automations, type Automation, type AutomationRules, type AutomationTrigger } from './schema.js';
 
 /** Gives a shop the default automations it does not have yet; returns how many were created. */
@@ -11,14 +13,20 @@ export async function ensureDefaultAutomations(db: Db, shopId: number): Promise<
     .values(DEFAULT_AUTOMATIONS.map((a) => ({ shopId, ...a })))
     .onConflictDoNothing({ target: [automations.shopId, automations.trigger] })
     .returning({ id: automations.id });
+  if (rows.length > 0) shopChanged({ shopId });
   return rows.length;
 }
 
-export async function getAutomationByTrigger(db: Db, shopId: number, trigger: AutomationTrigger): Promise<Automation | undefined> {
-  const [row] = await db
+const automationByTrigger = perHandle((db) =>
+  db
     .select()
     .from(automations)
-    .where(and(eq(automations.shopId, shopId), eq(automations.trigger, trigger)));
+    .where(and(eq(automations.shopId, param('shopId')), eq(automations.trigger, param('trigger'))))
+    .prepare('automation_by_trigger'),
+);
+
+export async function getAutomationByTrigger(db: Db, shopId: number, trigger: AutomationTrigger): Promise<Automation | undefined> {
+  const [row] = await automationByTrigger(db).execute({ shopId, trigger });
   return row;
 }
 
@@ -40,5 +48,6 @@ export async function updateAutomation(db: Db, shopId: number, id: number, patch
     .set({ ...patch, updatedAt: sql`now()` })
     .where(and(eq(automations.shopId, shopId), eq(automations.id, id)))
     .returning();
+  shopChanged({ shopId });
   return row;
 }

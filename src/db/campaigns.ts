@@ -6,9 +6,10 @@
  * The page statements take a raw {@link Querier} so they run on the transaction's own session (PostgreSQL) or inside
  * PGlite's transaction; values are always parameters.
  */
-import { and, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
-import { toQuery } from '../campaigns/segments.js';
+import { and, desc, eq, gt, inArray, sql } from 'drizzle-orm';
+import { compileSegment, toQuery, type SegmentFilter } from './segmentFilter.js';
 import type { Db, Querier } from './client.js';
+import { rowsOf } from './rows.js';
 import { campaigns, messages, shops, type Campaign, type CampaignSettings, type CampaignStatus, type ConsentState, type Shop } from './schema.js';
 
 export interface NewCampaign {
@@ -25,6 +26,16 @@ export interface NewCampaign {
 export async function createCampaign(db: Db, c: NewCampaign): Promise<Campaign> {
   const [row] = await db.insert(campaigns).values(c).returning();
   return row!;
+}
+
+/** Changes a campaign while it is a draft; undefined when it is not (or no longer) one. */
+export async function updateDraftCampaign(db: Db, id: number, patch: Partial<Omit<NewCampaign, 'shopId'>>): Promise<Campaign | undefined> {
+  const [row] = await db
+    .update(campaigns)
+    .set({ ...patch, updatedAt: sql`now()` })
+    .where(and(eq(campaigns.id, id), eq(campaigns.status, 'draft')))
+    .returning();
+  return row;
 }
 
 export async function getCampaign(db: Db, id: number): Promise<Campaign | undefined> {
@@ -70,31 +81,64 @@ export async function cancelQueuedMessages(db: Db, campaignId: number): Promise<
   return rows.length;
 }
 
+/** A campaign's messages by status, from its counters (`0008_campaign_counters.sql`), and its skips by reason. */
+export interface CampaignCounts {
+  queued: number;
+  sending: number;
+  sent: number;
+  delivered: number;
+  failed: number;
+  skipped: number;
+  cancelled: number;
+  skippedByReason: Record<string, number>;
+}
+
+/**
+ * The campaign's counters, in one statement returning one row: a sum over at most 16 counter rows and the campaign's
+ * handful of skip reasons, whatever the size of the campaign. It never reads `messages`.
+ */
+export const campaignCountsQuery = (campaignId: number) => sql`
+  SELECT coalesce(sum(queued), 0)::int AS queued, coalesce(sum(sending), 0)::int AS sending,
+         coalesce(sum(sent), 0)::int AS sent, coalesce(sum(delivered), 0)::int AS delivered,
+         coalesce(sum(failed), 0)::int AS failed, coalesce(sum(skipped), 0)::int AS skipped,
+         coalesce(sum(cancelled), 0)::int AS cancelled,
+         (SELECT coalesce(jsonb_object_agg(reason, n), '{}'::jsonb) FROM campaign_skip_counts
+           WHERE campaign_id = ${campaignId} AND n <> 0) AS skipped_by_reason
+    FROM campaign_counters WHERE campaign_id = ${campaignId}`;
+
+type CountRow = Omit<CampaignCounts, 'skippedByReason'> & { skipped_by_reason: Record<string, number> | string | null };
+
+export async function campaignCounts(db: Db, campaignId: number): Promise<CampaignCounts> {
+  const [r] = await rowsOf<CountRow>(db, campaignCountsQuery(campaignId));
+  const reasons = typeof r?.skipped_by_reason === 'string' ? (JSON.parse(r.skipped_by_reason) as Record<string, number>) : (r?.skipped_by_reason ?? {});
+  return {
+    queued: Number(r?.queued ?? 0),
+    sending: Number(r?.sending ?? 0),
+    sent: Number(r?.sent ?? 0),
+    delivered: Number(r?.delivered ?? 0),
+    failed: Number(r?.failed ?? 0),
+    skipped: Number(r?.skipped ?? 0),
+    cancelled: Number(r?.cancelled ?? 0),
+    skippedByReason: Object.fromEntries(Object.entries(reasons).map(([k, v]) => [k, Number(v)])),
+  };
+}
+
 /** Messages of the campaign not yet final on our side (`queued` or `sending`): its backlog in the delivery queue. */
 export async function countOutstanding(db: Db, campaignId: number): Promise<number> {
+  const c = await campaignCounts(db, campaignId);
+  return c.queued + c.sending;
+}
+
+/**
+ * A campaign's messages held for later (created, queued, due after `now`: a recipient inside quiet hours gets the
+ * message when the window ends) and the earliest time one of them is due.
+ */
+export async function countHeldMessages(db: Db, campaignId: number, now: Date): Promise<{ count: number; until: Date | null }> {
   const [row] = await db
-    .select({ n: sql<number>`count(*)::int` })
+    .select({ n: sql<number>`count(*)::int`, until: sql<Date | string | null>`min(${messages.scheduledFor})` })
     .from(messages)
-    .where(and(eq(messages.campaignId, String(campaignId)), inArray(messages.status, ['queued', 'sending'])));
-  return Number(row?.n ?? 0);
-}
-
-export async function countMessagesByStatus(db: Db, campaignId: number): Promise<Record<string, number>> {
-  const rows = await db
-    .select({ status: messages.status, n: sql<number>`count(*)::int` })
-    .from(messages)
-    .where(eq(messages.campaignId, String(campaignId)))
-    .groupBy(messages.status);
-  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
-}
-
-export async function countSkipsByReason(db: Db, campaignId: number): Promise<Record<string, number>> {
-  const rows = await db
-    .select({ reason: messages.errorCode, n: sql<number>`count(*)::int` })
-    .from(messages)
-    .where(and(eq(messages.campaignId, String(campaignId)), eq(messages.status, 'skipped')))
-    .groupBy(messages.errorCode);
-  return Object.fromEntries(rows.map((r) => [r.reason ?? 'unknown', Number(r.n)]));
+    .where(and(eq(messages.campaignId, String(campaignId)), eq(messages.status, 'queued'), gt(messages.scheduledFor, now)));
+  return { count: Number(row?.n ?? 0), until: row?.until ? new Date(row.until) : null };
 }
 
 /** Queued messages of the last page (contacts in `(after, upTo]`), whose delivery jobs may be missing after a crash. */
@@ -128,10 +172,15 @@ export interface LockedCampaign {
   materialized: boolean;
 }
 
-/** Locks the campaign row for the transaction: pages of one campaign are produced one at a time. */
+/**
+ * Locks the campaign row for the transaction: pages of one campaign are produced one at a time. FOR NO KEY UPDATE, not
+ * FOR UPDATE: it excludes other pages and campaign updates alike, yet lets a foreign key check on the row pass (a
+ * delivery worker adding its session's `campaign_counters` row takes KEY SHARE on it); FOR UPDATE made that worker wait
+ * on the page while the page waited on the worker's counter key — a deadlock.
+ */
 export async function lockCampaign(tx: Querier, id: number): Promise<LockedCampaign | undefined> {
   const [row] = await tx.query<{ status: CampaignStatus; generation: number; cursor_contact_id: string | number; materialized_at: Date | null }>(
-    'SELECT status, generation, cursor_contact_id, materialized_at FROM campaigns WHERE id = $1 FOR UPDATE',
+    'SELECT status, generation, cursor_contact_id, materialized_at FROM campaigns WHERE id = $1 FOR NO KEY UPDATE',
     [id],
   );
   if (!row) return undefined;
@@ -155,11 +204,18 @@ export interface AudienceContact {
 }
 
 /**
- * The next `limit` contacts of the shop after `after` (contact id) matching `where`, in id order, locked for the
- * transaction: a concurrent automation's frequency-capped reservation for one of them waits for this page, so the cap
- * holds across campaigns and automations.
+ * The next `limit` contacts of the shop after `after` (contact id) matching the segment `filter` (its relative dates
+ * counted back from `now`), in id order, locked for the transaction: a concurrent automation's frequency-capped
+ * reservation for one of them waits for this page, so the cap holds across campaigns and automations.
  */
-export async function selectAudiencePage(tx: Querier, shopId: number, where: SQL, after: number, limit: number): Promise<AudienceContact[]> {
+export async function selectAudiencePage(
+  tx: Querier,
+  shopId: number,
+  audience: { filter: SegmentFilter; now: Date },
+  after: number,
+  limit: number,
+): Promise<AudienceContact[]> {
+  const where = compileSegment(audience.filter, { now: audience.now });
   const q = toQuery(sql`
     SELECT id, phone, first_name, last_name, tags, country_code, province_code, timezone, sms_consent, opted_out_at,
            orders_count, total_spent, last_order_at
@@ -167,7 +223,7 @@ export async function selectAudiencePage(tx: Querier, shopId: number, where: SQL
      WHERE shop_id = ${shopId} AND id > ${after} AND (${where})
      ORDER BY id
      LIMIT ${limit}
-       FOR UPDATE`);
+       FOR NO KEY UPDATE`);
   const rows = await tx.query<Record<string, any>>(q.sql, q.params);
   return rows.map((r) => ({
     id: Number(r.id),
@@ -224,8 +280,8 @@ const MESSAGE_COLUMNS = 14;
 
 /**
  * Inserts the page's message rows (skipped recipients included, so "one row per campaign per contact" holds for them
- * too) and, for the skipped ones, their `message_skips` rows — one statement. Rows whose idempotency key exists are
- * left alone. Returns the rows created that are to be sent.
+ * too), for the skipped ones their `message_skips` rows, and adds the rows created to the campaign's counters — one
+ * statement. Rows whose idempotency key exists are left alone. Returns the rows created that are to be sent.
  */
 export async function insertPageMessages(
   tx: Querier,
@@ -255,6 +311,8 @@ export async function insertPageMessages(
     const p = (k: number) => `$${b + k}`;
     return `(${p(1)}::bigint, ${p(2)}::bigint, ${p(3)}, 'marketing', 'campaign', ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}, ${p(8)}, ${p(9)}::int, ${p(10)}::numeric, ${p(11)}, ${p(12)}, ${p(13)}::timestamptz, ${p(14)})`;
   });
+  // The page's counts go to the campaign's counters in the same statement (set-based; see 0008_campaign_counters.sql).
+  const campaign = `$${params.length + 1}`;
   const created = await tx.query<{ id: string | number; contact_id: string | number; status: string; scheduled_for: Date | string | null }>(
     `WITH ins AS (
        INSERT INTO messages (shop_id, contact_id, campaign_id, kind, trigger, idempotency_key, to_phone, sender, body, encoding,
@@ -265,9 +323,18 @@ export async function insertPageMessages(
      ), skips AS (
        INSERT INTO message_skips (shop_id, contact_id, campaign_id, message_id, trigger, reason, detail, request_id)
        SELECT shop_id, contact_id, campaign_id, id, 'campaign', error_code, 'campaign audience', request_id FROM ins WHERE status = 'skipped'
+     ), counted AS (
+       INSERT INTO campaign_counters AS k (campaign_id, shard, queued, skipped)
+       SELECT ${campaign}::bigint, pg_backend_pid() % 16, count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status = 'skipped')
+         FROM ins HAVING count(*) > 0
+       ON CONFLICT (campaign_id, shard) DO UPDATE SET queued = k.queued + excluded.queued, skipped = k.skipped + excluded.skipped
+     ), reasons AS (
+       INSERT INTO campaign_skip_counts AS k (campaign_id, reason, n)
+       SELECT ${campaign}::bigint, coalesce(error_code, 'unknown'), count(*) FROM ins WHERE status = 'skipped' GROUP BY 2
+       ON CONFLICT (campaign_id, reason) DO UPDATE SET n = k.n + excluded.n
      )
      SELECT id, contact_id, status, scheduled_for FROM ins`,
-    params,
+    [...params, m.campaignId],
   );
   return created
     .filter((r) => r.status === 'queued')

@@ -9,6 +9,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import pg from 'pg';
+import { lockPgliteDirectory } from './pgliteLock.js';
 import { schema } from './schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -38,6 +39,8 @@ export interface DatabaseSettings {
   url: string | undefined;
   schema: string;
   poolSize: number;
+  /** `transaction`: reached through a pooler in transaction mode (see {@link openPostgres}). Default `session`. */
+  poolMode?: 'session' | 'transaction';
   /** Directory for the embedded database; `memory://` keeps it in memory (tests). */
   dataDir: string;
 }
@@ -50,16 +53,43 @@ function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+/**
+ * A `pg` client that sends every statement unnamed. Behind a pooler in transaction mode consecutive statements may run
+ * on different server sessions, so a statement prepared under a name on one is unknown on the next (PgBouncer before
+ * 1.21 forwards the name as is). The unnamed statement lives for one Parse/Bind/Execute, which the pooler keeps on one
+ * session: the prepared queries of the hot paths still skip the query builder, only the server plans them each time.
+ */
+class UnnamedStatementClient extends pg.Client {
+  override query(...args: unknown[]): any {
+    const [config, ...rest] = args;
+    if (config && typeof config === 'object' && 'name' in config && typeof (config as { submit?: unknown }).submit !== 'function') {
+      const { name: _name, ...unnamed } = config as Record<string, unknown>;
+      return (super.query as (...a: unknown[]) => unknown)(unnamed, ...rest);
+    }
+    return (super.query as (...a: unknown[]) => unknown)(...args);
+  }
+}
+
+/**
+ * PostgreSQL through a `pg` pool. In `session` mode (direct, or a pooler in session mode) each connection is told the
+ * schema by a startup option and hot statements are prepared by name once per connection. In `transaction` mode (PgBouncer
+ * `pool_mode = transaction`) there is no session state to rely on: no startup options (the pooler does not pass them), so
+ * the schema must be the role's own `search_path` (checked here), and statements go unnamed. Everything else the
+ * service does already fits that mode: a transaction runs on one checked-out client from BEGIN to COMMIT, the migrator's
+ * lock is transaction-scoped, and no statement uses LISTEN, session advisory locks or session SETs.
+ */
 async function openPostgres(url: string, settings: DatabaseSettings): Promise<Database> {
+  const pooled = settings.poolMode === 'transaction';
   const pool = new pg.Pool({
     connectionString: url,
     max: settings.poolSize,
     connectionTimeoutMillis: 3000,
     idleTimeoutMillis: 30_000,
     // Every session sees our schema first; the schema itself is created by the migrator.
-    options: `-c search_path=${quoteIdent(settings.schema)},public`,
+    ...(pooled ? { Client: UnnamedStatementClient } : { options: `-c search_path=${quoteIdent(settings.schema)},public` }),
     application_name: 'smsblossom',
   });
+  if (pooled) await assertPooledSchema(pool, settings.schema);
   // A dropped idle connection must not crash the process; the pool replaces it on next use.
   pool.on('error', () => undefined);
   // Nor may a dropped connection that is checked out (a transaction in progress when PostgreSQL restarts): the pool only
@@ -136,14 +166,40 @@ async function openPostgres(url: string, settings: DatabaseSettings): Promise<Da
   };
 }
 
+/** Behind a transaction-mode pooler the schema comes from the role's `search_path`: refuse to start on another one. */
+async function assertPooledSchema(pool: pg.Pool, schema: string): Promise<void> {
+  let row: { current: string | null; path: string };
+  try {
+    row = (await pool.query<{ current: string | null; path: string }>(`SELECT current_schema() AS current, current_setting('search_path') AS path`)).rows[0]!;
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+  const explicit = row.path
+    .split(',')
+    .map((p) => p.trim().replace(/^"(.*)"$/, '$1'))
+    .find((p) => p !== '$user' && p !== '');
+  if (row.current === schema || explicit === schema) return;
+  await pool.end().catch(() => undefined);
+  throw new Error(
+    `DATABASE_POOL_MODE=transaction: the pooler's sessions use search_path "${row.path}", not DATABASE_SCHEMA=${schema}. A pooler in ` +
+      `transaction mode passes no startup options, so set the schema on the role: ALTER ROLE <user> SET search_path = ${quoteIdent(schema)}, public`,
+  );
+}
+
 async function openPglite(settings: DatabaseSettings): Promise<Database> {
   let location: string | undefined;
   if (settings.dataDir !== 'memory://') {
     location = path.join(settings.dataDir, 'pglite');
     await fs.mkdir(location, { recursive: true });
   }
+  // One process per embedded database: another one's writes would be lost (see pgliteLock.ts).
+  const unlock = location ? lockPgliteDirectory(settings.dataDir) : () => undefined;
   const client = location ? new PGlite(location) : new PGlite();
-  await client.waitReady;
+  await client.waitReady.catch((err: unknown) => {
+    unlock();
+    throw err;
+  });
   await client.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(settings.schema)}; SET search_path TO ${quoteIdent(settings.schema)}, public;`);
   let closed: Promise<void> | undefined;
   return {
@@ -170,8 +226,17 @@ async function openPglite(settings: DatabaseSettings): Promise<Database> {
       return performance.now() - started;
     },
     close() {
-      closed ??= client.closed ? Promise.resolve() : client.close();
+      closed ??= (client.closed ? Promise.resolve() : client.close()).finally(unlock);
       return closed;
     },
   };
+}
+
+/** The SQLSTATE of a database error; Drizzle wraps the driver's error in `DrizzleQueryError`, so look at causes too. */
+export function sqlStateOf(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
 }

@@ -1,6 +1,8 @@
 /** Named database operations on `events`, the durable record of every webhook taken in. */
 import { and, eq, sql } from 'drizzle-orm';
+import { safeErrorMessage } from '../errors.js';
 import type { Db } from './client.js';
+import { param, perHandle } from './prepared.js';
 import { events, type EventRow } from './schema.js';
 
 export interface NewEvent {
@@ -55,11 +57,28 @@ export async function insertEvent(
   return { existing };
 }
 
-export async function markEventQueued(db: Db, id: number): Promise<void> {
+/**
+ * Records a signed webhook whose body could not be taken: `failed`, outcome `rejected`, the reason, no payload. A
+ * retry of the same delivery finds the row and changes nothing.
+ */
+export async function insertRejectedEvent(db: Db, event: Omit<NewEvent, 'payload' | 'objectId'> & { error: string }): Promise<void> {
+  const { error, ...rest } = event;
   await db
+    .insert(events)
+    .values({ ...rest, objectId: null, payload: null, status: 'failed', outcome: 'rejected', error, processedAt: sql`now()` })
+    .onConflictDoNothing();
+}
+
+const eventQueued = perHandle((db) =>
+  db
     .update(events)
     .set({ status: 'queued', queuedAt: sql`now()` })
-    .where(and(eq(events.id, id), eq(events.status, 'received')));
+    .where(and(eq(events.id, param('id')), eq(events.status, 'received')))
+    .prepare('event_queued'),
+);
+
+export async function markEventQueued(db: Db, id: number): Promise<void> {
+  await eventQueued(db).execute({ id });
 }
 
 /** Removes an event that could not be handed to the queue, so a retry by Shopify is not taken for a duplicate. */
@@ -73,16 +92,35 @@ export async function markEventDone(
   webhookId: string,
   result: { status: 'processed' | 'ignored' | 'failed'; outcome: string; error?: string | null },
 ): Promise<void> {
-  await db
-    .update(events)
-    .set({ status: result.status, outcome: result.outcome, error: result.error ?? null, processedAt: sql`now()` })
-    .where(and(eq(events.shopDomain, shopDomain), eq(events.webhookId, webhookId)));
+  // The error text outlives the payload (erasure clears only the payload): it must not quote a failed query's values.
+  await eventDone(db).execute({ shopDomain, webhookId, status: result.status, outcome: result.outcome, error: result.error ? safeErrorMessage(result.error) : null });
 }
+
+const eventDone = perHandle((db) =>
+  db
+    .update(events)
+    .set({
+      status: sql`${param('status')}`,
+      outcome: sql`${param('outcome')}`,
+      error: sql`${param('error')}`,
+      processedAt: sql`now()`,
+    })
+    .where(and(eq(events.shopDomain, param('shopDomain')), eq(events.webhookId, param('webhookId'))))
+    .prepare('event_done'),
+);
 
 export async function getEvent(db: Db, shopDomain: string, webhookId: string): Promise<EventRow | undefined> {
   const [row] = await db
     .select()
     .from(events)
     .where(and(eq(events.shopDomain, shopDomain), eq(events.webhookId, webhookId)));
+  return row;
+}
+
+/** The stored event an `events` job names (`storedEventId`). */
+const eventById = perHandle((db) => db.select().from(events).where(eq(events.id, param('id'))).prepare('event_by_id'));
+
+export async function getEventById(db: Db, id: number): Promise<EventRow | undefined> {
+  const [row] = await eventById(db).execute({ id });
   return row;
 }

@@ -9,7 +9,7 @@ import { rowsOf } from './rows.js';
 
 /**
  * The delivery processor marks a message whose transient failures used up the job's attempts with this prefix in
- * `error_text` (`src/queue/processors/delivery.ts`). Only those are retried: a permanent refusal, a failed delivery
+ * `error_text` (`src/messages/delivery.ts`). Only those are retried: a permanent refusal, a failed delivery
  * report or an unconfirmed send (which may have been delivered) never are.
  */
 export const TRANSIENT_FAILURE_PREFIX = 'retries exhausted:';
@@ -216,6 +216,7 @@ export async function failUnconfirmed(db: Db, id: number, before: Date): Promise
 
 export interface StuckEvent {
   id: number;
+  status: 'received' | 'queued';
   shopDomain: string;
   topic: string;
   objectId: string | null;
@@ -227,13 +228,15 @@ export interface StuckEvent {
 }
 
 /**
- * Webhooks stored but never handed to the queue (`received`; the process died between the insert and the enqueue)
- * since before `before`. Shopify's retry of such a webhook re-queues it too; this covers the one that is not retried.
+ * Webhooks stored since before `before` and not finished (`received`, or `queued` as intake marked them before it went
+ * to one statement), except those recorded as dead letters (left to the operator). The caller checks that no job holds
+ * them. Shopify's retry of a webhook never queued re-queues it too; this covers the one that is not retried.
  */
-export async function findUnqueuedEvents(db: Db, input: { before: Date; limit: number; shopDomain?: string }): Promise<StuckEvent[]> {
+export async function findUnfinishedEvents(db: Db, input: { before: Date; limit: number; shopDomain?: string }): Promise<StuckEvent[]> {
   const shopFilter = input.shopDomain !== undefined ? sql`AND shop_domain = ${input.shopDomain}` : sql``;
   const rows = await rowsOf<{
     id: string;
+    status: 'received' | 'queued';
     shop_domain: string;
     topic: string;
     object_id: string | null;
@@ -244,12 +247,14 @@ export async function findUnqueuedEvents(db: Db, input: { before: Date; limit: n
     payload: Record<string, unknown>;
   }>(
     db,
-    sql`SELECT id, shop_domain, topic, object_id, webhook_id, event_id, triggered_at, request_id, payload FROM events
-        WHERE status = 'received' AND payload IS NOT NULL AND received_at < ${input.before.toISOString()}::timestamptz ${shopFilter}
+    sql`SELECT id, status, shop_domain, topic, object_id, webhook_id, event_id, triggered_at, request_id, payload FROM events
+        WHERE status IN ('received', 'queued') AND payload IS NOT NULL AND received_at < ${input.before.toISOString()}::timestamptz ${shopFilter}
+          AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.queue = 'events' AND d.shop_id = events.shop_domain AND d.data->>'webhookId' = events.webhook_id)
         ORDER BY id LIMIT ${input.limit}`,
   );
   return rows.map((r) => ({
     id: Number(r.id),
+    status: r.status,
     shopDomain: r.shop_domain,
     topic: r.topic,
     objectId: r.object_id,

@@ -7,6 +7,7 @@
  */
 import { and, eq, gt, inArray, or, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
+import { param, perHandle } from './prepared.js';
 import { contacts, messages, messageSkips, type Message, type MessageKind } from './schema.js';
 
 export interface NewMessage {
@@ -26,6 +27,8 @@ export interface NewMessage {
   renderWarnings: string[];
   scheduledFor: Date | null;
   requestId: string | null;
+  /** The checkout an abandoned-checkout reminder is about. */
+  checkoutToken?: string | null;
 }
 
 export type ReserveResult =
@@ -48,6 +51,11 @@ export async function reserveMessage(
   cap: { max: number; windowHours: number } | null,
   now: Date = new Date(),
 ): Promise<ReserveResult> {
+  if (!cap) {
+    // Nothing to count: the unique (shop, idempotency key) index alone makes the reservation exactly-once, in one
+    // statement on the usual path.
+    return insertUnlessKeyTaken(db, m);
+  }
   return db.transaction(async (tx) => {
     if (m.contactId !== null) {
       await tx.select({ id: contacts.id }).from(contacts).where(eq(contacts.id, m.contactId)).for('update');
@@ -57,7 +65,7 @@ export async function reserveMessage(
       .from(messages)
       .where(and(eq(messages.shopId, m.shopId), eq(messages.idempotencyKey, m.idempotencyKey)));
     if (existing) return { outcome: 'duplicate', message: existing };
-    if (cap && m.contactId !== null) {
+    if (m.contactId !== null) {
       const since = new Date((m.scheduledFor ?? now).getTime() - cap.windowHours * 3_600_000);
       const [row] = await tx
         .select({ n: sql<number>`count(*)::int` })
@@ -74,18 +82,23 @@ export async function reserveMessage(
       const recent = Number(row?.n ?? 0);
       if (recent >= cap.max) return { outcome: 'capped', recent };
     }
-    const [created] = await tx
-      .insert(messages)
-      .values({ ...m, costEstimate: m.costEstimate.toFixed(4) })
-      .onConflictDoNothing({ target: [messages.shopId, messages.idempotencyKey] })
-      .returning();
-    if (created) return { outcome: 'created', message: created };
-    const [winner] = await tx
-      .select()
-      .from(messages)
-      .where(and(eq(messages.shopId, m.shopId), eq(messages.idempotencyKey, m.idempotencyKey)));
-    return { outcome: 'duplicate', message: winner! };
+    return insertUnlessKeyTaken(tx, m);
   });
+}
+
+/** Inserts the message, or returns the row that already holds its idempotency key (a retry, or a concurrent twin). */
+async function insertUnlessKeyTaken(db: Db, m: NewMessage): Promise<ReserveResult> {
+  const [created] = await db
+    .insert(messages)
+    .values({ ...m, costEstimate: m.costEstimate.toFixed(4) })
+    .onConflictDoNothing({ target: [messages.shopId, messages.idempotencyKey] })
+    .returning();
+  if (created) return { outcome: 'created', message: created };
+  const [winner] = await db
+    .select()
+    .from(messages)
+    .where(and(eq(messages.shopId, m.shopId), eq(messages.idempotencyKey, m.idempotencyKey)));
+  return { outcome: 'duplicate', message: winner! };
 }
 
 export async function getMessage(db: Db, id: number): Promise<Message | undefined> {
@@ -93,14 +106,25 @@ export async function getMessage(db: Db, id: number): Promise<Message | undefine
   return row;
 }
 
-/** `queued` → `sending`, for exactly one caller. Returns the claimed row, or undefined if it was not `queued`. */
-export async function claimForSending(db: Db, id: number, provider: string): Promise<Message | undefined> {
-  const [row] = await db
+const claim = perHandle((db) =>
+  db
     .update(messages)
-    .set({ status: 'sending', provider, sendingAt: sql`now()`, sendAttempts: sql`${messages.sendAttempts} + 1`, updatedAt: sql`now()` })
-    .where(and(eq(messages.id, id), eq(messages.status, 'queued')))
-    .returning();
-  return row;
+    .set({
+      status: 'sending',
+      provider: sql`${param('provider')}`,
+      sendingAt: sql`now()`,
+      sendAttempts: sql`${messages.sendAttempts} + 1`,
+      updatedAt: sql`now()`,
+    })
+    .where(and(eq(messages.id, param('id')), eq(messages.status, 'queued')))
+    .returning({ id: messages.id })
+    .prepare('message_claim'),
+);
+
+/** `queued` → `sending`, for exactly one caller. True when this caller claimed it; false if it was not `queued`. */
+export async function claimForSending(db: Db, id: number, provider: string): Promise<boolean> {
+  const rows = await claim(db).execute({ id, provider });
+  return rows.length > 0;
 }
 
 /** Back to `queued` after a failure that certainly did not reach the provider, so a retry may send it. */
@@ -111,18 +135,23 @@ export async function releaseClaim(db: Db, id: number, error: { code: string; te
     .where(and(eq(messages.id, id), eq(messages.status, 'sending')));
 }
 
-export async function markSent(db: Db, id: number, providerMessageId: string, at: Date): Promise<void> {
-  await db
+const sent = perHandle((db) =>
+  db
     .update(messages)
     .set({
       status: sql`CASE WHEN ${messages.status} IN ('delivered', 'failed') THEN ${messages.status} ELSE 'sent' END`,
-      providerMessageId: sql`coalesce(${messages.providerMessageId}, ${providerMessageId})`,
-      sentAt: sql`coalesce(${messages.sentAt}, ${at.toISOString()}::timestamptz)`,
+      providerMessageId: sql`coalesce(${messages.providerMessageId}, ${param('providerMessageId')})`,
+      sentAt: sql`coalesce(${messages.sentAt}, ${param('at')}::timestamptz)`,
       errorCode: null,
       errorText: null,
       updatedAt: sql`now()`,
     })
-    .where(eq(messages.id, id));
+    .where(eq(messages.id, param('id')))
+    .prepare('message_sent'),
+);
+
+export async function markSent(db: Db, id: number, providerMessageId: string, at: Date): Promise<void> {
+  await sent(db).execute({ id, providerMessageId, at: at.toISOString() });
 }
 
 export async function markFailed(db: Db, id: number, error: { code: string; text: string }): Promise<void> {
@@ -171,8 +200,6 @@ export async function applyDeliveryReport(
     refId !== null ? eq(messages.id, refId) : undefined,
   );
   if (!match) return undefined;
-  const [current] = await db.select().from(messages).where(match).limit(1);
-  if (!current) return undefined;
   const from =
     r.status === 'delivered'
       ? (['sending', 'sent', 'failed'] as const)
@@ -194,14 +221,18 @@ export async function applyDeliveryReport(
     })
     // A message failed as unconfirmed (no report after an interrupted send) is still waiting for its report: any
     // report settles it, as it would have settled it while `sending`.
+    // One statement on the usual path (the first report of a message); the row is read apart only when the report
+    // changes nothing (a repeat, or one out of order).
     .where(
       and(
-        eq(messages.id, current.id),
+        eq(messages.id, sql`(SELECT ${messages.id} FROM ${messages} WHERE ${match} LIMIT 1)`),
         or(inArray(messages.status, [...from]), and(eq(messages.status, 'failed'), eq(messages.errorCode, UNCONFIRMED))),
       ),
     )
     .returning();
-  return updated ? { message: updated, changed: true } : { message: current, changed: false };
+  if (updated) return { message: updated, changed: true };
+  const [current] = await db.select().from(messages).where(match).limit(1);
+  return current ? { message: current, changed: false } : undefined;
 }
 
 export interface NewSkip {
@@ -299,6 +330,17 @@ export async function listMessages(db: Db, shopId: number, search: MessageSearch
     )
     .orderBy(sql`${messages.id} DESC`)
     .limit(search.limit);
+}
+
+/** The sender number of the shop's latest message to `phone`; null when it never wrote to them. */
+export async function lastSenderTo(db: Db, shopId: number, phone: string): Promise<string | null> {
+  const [row] = await db
+    .select({ sender: messages.sender })
+    .from(messages)
+    .where(and(eq(messages.shopId, shopId), eq(messages.toPhone, phone)))
+    .orderBy(sql`${messages.id} DESC`)
+    .limit(1);
+  return row?.sender ?? null;
 }
 
 /** The shop's message with this idempotency key, if one exists (the simulator's dedupe check; reads only). */

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Database } from './client.js';
 
+/** Beside this module: src/db/migrations, or dist/db/migrations where the build copies them. */
 export const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
 
 export interface Migration {

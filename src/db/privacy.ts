@@ -2,6 +2,7 @@
  * Named database operations of Shopify's privacy webhooks: the record of each request (`privacy_requests`), a
  * customer's export, a customer's erasure and the deletion of a shop's data.
  */
+import { shopChanged } from './changes.js';
 import { and, desc, eq, lt, sql, type SQL } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { rowsOf } from './rows.js';
@@ -93,7 +94,7 @@ const textList = (values: readonly string[]) => sql`(${sql.join(values.map((v) =
 
 /** Everything stored about these contacts: the contact rows, consent history, messages, skips and checkouts. */
 export async function exportContacts(db: Db, shopId: number, contactIds: readonly number[]): Promise<Record<string, unknown[]>> {
-  if (!contactIds.length) return { contacts: [], consentChanges: [], messages: [], messageSkips: [], checkouts: [] };
+  if (!contactIds.length) return { contacts: [], consentChanges: [], messages: [], messageSkips: [], checkouts: [], inboundMessages: [] };
   const ids = idList(contactIds);
   // to_jsonb: the same JSON from both drivers (ids as numbers, times as ISO strings), ready to store as the export.
   const q = async (table: string) =>
@@ -110,6 +111,14 @@ export async function exportContacts(db: Db, shopId: number, contactIds: readonl
     messages: await q('messages'),
     messageSkips: await q('message_skips'),
     checkouts: await q('checkouts'),
+    inboundMessages: (
+      await rowsOf<{ row: Record<string, unknown> }>(
+        db,
+        sql`SELECT to_jsonb(t) AS row FROM inbound_messages t
+            WHERE t.shop_id = ${shopId} AND t.from_phone IN (SELECT phone FROM contacts WHERE shop_id = ${shopId} AND id IN ${ids} AND phone IS NOT NULL)
+            ORDER BY t.id`,
+      )
+    ).map((r) => r.row),
   };
 }
 
@@ -123,12 +132,48 @@ export interface RedactInput {
   orderIds: readonly string[];
 }
 
+/** Conditions on a webhook payload (`col`) that make it about the customer: their id, e-mail or orders. */
+function customerPayloadMatch(r: Pick<RedactInput, 'customerId' | 'email' | 'orderIds'>, col: SQL): SQL[] {
+  const ors: SQL[] = [];
+  if (r.customerId) {
+    ors.push(sql`${col} -> 'customer' ->> 'id' = ${r.customerId}`);
+    ors.push(sql`${col} ->> 'customer_id' = ${r.customerId}`);
+  }
+  if (r.email) ors.push(sql`lower(${col} ->> 'email') = lower(${r.email})`);
+  if (r.orderIds.length) {
+    ors.push(sql`(${col} ->> 'admin_graphql_api_id' LIKE 'gid://shopify/Order/%' AND ${col} ->> 'id' IN ${textList(r.orderIds)})`);
+    ors.push(sql`${col} ->> 'order_id' IN ${textList(r.orderIds)}`);
+  }
+  return ors;
+}
+
+/** Conditions on an `events` row that make it about the customer. */
+function customerEventMatch(r: Pick<RedactInput, 'customerId' | 'email' | 'orderIds'>): SQL[] {
+  const ors = customerPayloadMatch(r, sql`payload`);
+  if (r.orderIds.length) ors.push(sql`(topic LIKE 'orders/%' AND payload ->> 'id' IN ${textList(r.orderIds)})`);
+  return ors;
+}
+
+/** The stored webhooks about a customer whose payloads are still kept (what {@link redactCustomer} will clear). */
+export async function findCustomerEvents(
+  db: Pick<Db, 'execute'>,
+  r: Pick<RedactInput, 'shopDomain' | 'customerId' | 'email' | 'orderIds'>,
+): Promise<Array<{ id: number; webhookId: string }>> {
+  const ors = customerEventMatch(r);
+  if (!ors.length) return [];
+  const rows = await rowsOf<{ id: string | number; webhook_id: string }>(
+    db,
+    sql`SELECT id, webhook_id FROM events WHERE shop_domain = ${r.shopDomain} AND payload IS NOT NULL AND (${sql.join(ors, sql` OR `)})`,
+  );
+  return rows.map((row) => ({ id: Number(row.id), webhookId: row.webhook_id }));
+}
+
 const count = async (db: Pick<Db, 'execute'>, statement: SQL): Promise<number> =>
   Number((await rowsOf<{ n: number }>(db, sql`WITH changed AS (${statement} RETURNING 1) SELECT count(*)::int AS n FROM changed`))[0]?.n ?? 0);
 
 /**
  * Erases a customer's personal data, keeping the rows (anonymous counts survive): the contact's phone, e-mail, names,
- * tags and address codes; the bodies and numbers of their messages (queued ones are cancelled); the payloads of the
+ * tags and address codes; their inbound replies (deleted); the bodies and numbers of their messages (queued ones are cancelled); the payloads of the
  * webhooks about them or their orders; such payloads and contexts in dead letters; earlier exports of their data.
  * One transaction. Returns the rows changed per table.
  */
@@ -148,6 +193,13 @@ export async function redactCustomer(db: Db, r: RedactInput): Promise<Record<str
             WHERE shop_id = ${r.shopId} AND contact_id IN ${ids}`,
       );
       counts.checkouts = await count(tx, sql`UPDATE checkouts SET recovery_url = NULL WHERE shop_id = ${r.shopId} AND contact_id IN ${ids}`);
+      // Their replies (texts and numbers). A number-wide STOP (`sender_opt_outs`) stays: it is the suppression record
+      // that keeps the number from being texted again, which erasure must not undo.
+      counts.inboundMessages = await count(
+        tx,
+        sql`DELETE FROM inbound_messages
+            WHERE shop_id = ${r.shopId} AND from_phone IN (SELECT phone FROM contacts WHERE shop_id = ${r.shopId} AND id IN ${ids} AND phone IS NOT NULL)`,
+      );
       counts.contacts = await count(
         tx,
         sql`UPDATE contacts SET phone = NULL, email = NULL, first_name = NULL, last_name = NULL, tags = '{}',
@@ -155,21 +207,8 @@ export async function redactCustomer(db: Db, r: RedactInput): Promise<Record<str
             WHERE shop_id = ${r.shopId} AND id IN ${ids}`,
       );
     }
-    const payloadMatch = (col: SQL): SQL[] => {
-      const ors: SQL[] = [];
-      if (r.customerId) {
-        ors.push(sql`${col} -> 'customer' ->> 'id' = ${r.customerId}`);
-        ors.push(sql`${col} ->> 'customer_id' = ${r.customerId}`);
-      }
-      if (r.email) ors.push(sql`lower(${col} ->> 'email') = lower(${r.email})`);
-      if (r.orderIds.length) {
-        ors.push(sql`(${col} ->> 'admin_graphql_api_id' LIKE 'gid://shopify/Order/%' AND ${col} ->> 'id' IN ${textList(r.orderIds)})`);
-        ors.push(sql`${col} ->> 'order_id' IN ${textList(r.orderIds)}`);
-      }
-      return ors;
-    };
-    const eventOrs = payloadMatch(sql`payload`);
-    if (r.orderIds.length) eventOrs.push(sql`(topic LIKE 'orders/%' AND payload ->> 'id' IN ${textList(r.orderIds)})`);
+    const payloadMatch = (col: SQL) => customerPayloadMatch(r, col);
+    const eventOrs = customerEventMatch(r);
     counts.events = eventOrs.length
       ? await count(tx, sql`UPDATE events SET payload = NULL WHERE shop_domain = ${r.shopDomain} AND payload IS NOT NULL AND (${sql.join(eventOrs, sql` OR `)})`)
       : 0;
@@ -209,6 +248,7 @@ export async function deleteShopData(db: Db, shopDomain: string, keepWebhookId: 
         counts[table] = await count(tx, sql`DELETE FROM ${sql.raw(table)} WHERE shop_id = ${id}`);
       }
       counts.shops = await count(tx, sql`DELETE FROM shops WHERE id = ${id}`);
+      shopChanged({ shopId: id });
     } else {
       counts.shops = 0;
     }

@@ -1,10 +1,9 @@
 /**
  * Daily report rollups: per shop, per day in the shop's time zone, per automation / campaign / neither. The rollup of a
  * day is computed whole from `messages` and `message_skips` and replaces what was stored, so recomputing a day gives
- * the same rows. {@link getReports} reads them back for any caller (operator API now, merchant API later).
+ * the same rows. `getReports` (housekeeping/reports.ts) reads them back for any caller.
  */
 import { sql } from 'drizzle-orm';
-import { dayWindow, daysBetween, deliveryRate } from '../housekeeping/days.js';
 import type { Db } from './client.js';
 import { rowsOf } from './rows.js';
 import type { ReportRollup } from './schema.js';
@@ -33,9 +32,15 @@ const CREATED_LOOKBACK_DAYS = 14;
 const dimensionOf = sql`CASE WHEN automation_id IS NOT NULL THEN 'automation' WHEN campaign_id IS NOT NULL THEN 'campaign' ELSE 'other' END`;
 const dimensionIdOf = sql`coalesce(automation_id::text, campaign_id, '')`;
 
-/** What happened on `day` (in `timezone`) for a shop, by dimension. Rows with nothing in them are left out. */
-export async function computeDay(db: Pick<Db, 'execute'>, shopId: number, day: string, timezone: string): Promise<RollupRow[]> {
-  const { start, end } = dayWindow(day, timezone);
+/** The instants a calendar day of a shop starts and ends at (`dayWindow` in housekeeping/days.ts). */
+export interface DayWindow {
+  start: Date;
+  end: Date;
+}
+
+/** What happened in one day of a shop (`window`), by dimension. Rows with nothing in them are left out. */
+export async function computeDay(db: Pick<Db, 'execute'>, shopId: number, window: DayWindow): Promise<RollupRow[]> {
+  const { start, end } = window;
   const s = start.toISOString();
   const e = end.toISOString();
   const inDay = (col: string) => sql`${sql.raw(col)} >= ${s}::timestamptz AND ${sql.raw(col)} < ${e}::timestamptz`;
@@ -92,10 +97,10 @@ export async function computeDay(db: Pick<Db, 'execute'>, shopId: number, day: s
  * Recomputes one day of one shop and replaces its stored rollup, in one transaction serialised per shop and day (two
  * housekeeping workers rolling up the same day do it one after the other). Returns the rows stored.
  */
-export async function rollupDay(db: Db, shopId: number, day: string, timezone: string): Promise<RollupRow[]> {
+export async function rollupDay(db: Db, shopId: number, day: string, window: DayWindow): Promise<RollupRow[]> {
   return db.transaction(async (tx) => {
     await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${`smsblossom-rollup:${shopId}:${day}`}))`);
-    const rows = await computeDay(tx, shopId, day, timezone);
+    const rows = await computeDay(tx, shopId, window);
     await tx.execute(sql`DELETE FROM report_rollups WHERE shop_id = ${shopId} AND day = ${day}::date`);
     for (const r of rows) {
       await tx.execute(
@@ -134,79 +139,27 @@ export async function listRollups(db: Db, shopId: number, from: string, to: stri
   }));
 }
 
-export interface ReportLine extends RollupCounts {
-  /** delivered / sent, 4 decimals; null when nothing was sent. */
-  deliveryRate: number | null;
+/** The trigger and name of each of a shop's automations, by id. */
+export async function automationNames(db: Db, shopId: number): Promise<Map<string, { trigger: string; name: string }>> {
+  const rows = await rowsOf<{ id: string; trigger: string; name: string }>(db, sql`SELECT id, trigger, name FROM automations WHERE shop_id = ${shopId}`);
+  return new Map(rows.map((n) => [String(n.id), { trigger: n.trigger, name: n.name }]));
 }
 
-export interface Report {
-  shopId: number;
-  from: string;
-  to: string;
-  totals: ReportLine;
-  automations: Array<ReportLine & { automationId: number; trigger: string | null; name: string | null }>;
-  campaigns: Array<ReportLine & { campaignId: string }>;
-  /** Messages of neither an automation nor a campaign (HELP auto-replies, automations since deleted...). */
-  other: ReportLine;
-  days: Array<ReportLine & { day: string }>;
+export interface ShopRef {
+  id: number;
+  domain: string;
+  timezone: string;
 }
 
-function emptyLine(): RollupCounts {
-  return { sent: 0, delivered: 0, failed: 0, skipped: 0, skippedByReason: {}, parts: 0, cost: '0.0000' };
-}
-
-/** Adds counts; cost summed in ten-thousandths so decimals do not drift. */
-function add(into: RollupCounts, r: RollupCounts): void {
-  into.sent += r.sent;
-  into.delivered += r.delivered;
-  into.failed += r.failed;
-  into.skipped += r.skipped;
-  into.parts += r.parts;
-  into.cost = ((Math.round(Number(into.cost) * 10_000) + Math.round(Number(r.cost) * 10_000)) / 10_000).toFixed(4);
-  for (const [reason, n] of Object.entries(r.skippedByReason)) into.skippedByReason[reason] = (into.skippedByReason[reason] ?? 0) + n;
-}
-
-const finish = <T extends RollupCounts>(c: T): T & { deliveryRate: number | null } => ({ ...c, deliveryRate: deliveryRate(c.sent, c.delivered) });
-
-/**
- * A shop's report for days `from`..`to` (inclusive, `YYYY-MM-DD` in the shop's time zone) from the stored rollups:
- * totals, per automation, per campaign, per day, each with its delivery rate and cost. Throws VALIDATION_FAILED for a
- * bad or reversed range or one longer than 366 days.
- */
-export async function getReports(db: Db, shopId: number, from: string, to: string): Promise<Report> {
-  const days = daysBetween(from, to);
-  const rollups = await listRollups(db, shopId, from, to);
-  const names = await rowsOf<{ id: string; trigger: string; name: string }>(db, sql`SELECT id, trigger, name FROM automations WHERE shop_id = ${shopId}`);
-  const automationName = new Map(names.map((n) => [String(n.id), n]));
-  const totals = emptyLine();
-  const other = emptyLine();
-  const perAutomation = new Map<string, RollupCounts>();
-  const perCampaign = new Map<string, RollupCounts>();
-  const perDay = new Map<string, RollupCounts>(days.map((d) => [d, emptyLine()]));
-  for (const r of rollups) {
-    add(totals, r);
-    add(perDay.get(r.day) ?? perDay.set(r.day, emptyLine()).get(r.day)!, r);
-    if (r.dimension === 'other') {
-      add(other, r);
-      continue;
-    }
-    const map = r.dimension === 'automation' ? perAutomation : perCampaign;
-    if (!map.has(r.dimensionId)) map.set(r.dimensionId, emptyLine());
-    add(map.get(r.dimensionId)!, r);
-  }
-  return {
-    shopId,
-    from,
-    to,
-    totals: finish(totals),
-    automations: [...perAutomation].map(([id, c]) => ({
-      automationId: Number(id),
-      trigger: automationName.get(id)?.trigger ?? null,
-      name: automationName.get(id)?.name ?? null,
-      ...finish(c),
-    })),
-    campaigns: [...perCampaign].map(([campaignId, c]) => ({ campaignId, ...finish(c) })),
-    other: finish(other),
-    days: [...perDay].map(([day, c]) => ({ day, ...finish(c) })),
-  };
+/** Shops with anything to count since `since`: messages updated, skips recorded or rollups computed. */
+export async function shopsActiveSince(db: Db, since: Date): Promise<ShopRef[]> {
+  const rows = await rowsOf<{ id: string; domain: string; timezone: string }>(
+    db,
+    sql`SELECT s.id, s.domain, s.timezone FROM shops s
+        WHERE EXISTS (SELECT 1 FROM messages m WHERE m.shop_id = s.id AND m.updated_at >= ${since.toISOString()}::timestamptz)
+           OR EXISTS (SELECT 1 FROM message_skips k WHERE k.shop_id = s.id AND k.created_at >= ${since.toISOString()}::timestamptz)
+           OR EXISTS (SELECT 1 FROM report_rollups r WHERE r.shop_id = s.id AND r.computed_at >= ${since.toISOString()}::timestamptz)
+        ORDER BY s.id`,
+  );
+  return rows.map((r) => ({ id: Number(r.id), domain: r.domain, timezone: r.timezone }));
 }

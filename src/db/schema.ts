@@ -3,7 +3,8 @@
  * for the database; `test/integration/migrations.test.ts` fails when the two drift apart.
  */
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, boolean, date, integer, jsonb, numeric, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, date, integer, jsonb, numeric, pgTable, primaryKey, smallint, text, timestamp } from 'drizzle-orm/pg-core';
+import type { PrivacyTopicName } from '../shopify/topics.js';
 
 const id = () => bigserial('id', { mode: 'number' }).primaryKey();
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
@@ -25,6 +26,8 @@ export const shops = pgTable('shops', {
   uninstalledAt: ts('uninstalled_at'),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
+  // 0009: the Shopify plan's display name, read by the sync.
+  planName: text('plan_name'),
 });
 
 export const contacts = pgTable('contacts', {
@@ -175,6 +178,8 @@ export const messages = pgTable('messages', {
   deliveredAt: ts('delivered_at'),
   failedAt: ts('failed_at'),
   requestId: text('request_id'),
+  // 0010: the checkout an abandoned-checkout reminder is about (delivery cancels it once that checkout completes).
+  checkoutToken: text('checkout_token'),
   createdAt: createdAt(),
   updatedAt: updatedAt(),
 });
@@ -279,6 +284,38 @@ export const campaigns = pgTable('campaigns', {
 export type Segment = typeof segments.$inferSelect;
 export type Campaign = typeof campaigns.$inferSelect;
 
+/** A campaign's messages by status, kept by its pages and a trigger on `messages` (0008); up to 16 rows per campaign. */
+export const campaignCounters = pgTable(
+  'campaign_counters',
+  {
+    campaignId: bigint('campaign_id', { mode: 'number' })
+      .notNull()
+      .references(() => campaigns.id, { onDelete: 'cascade' }),
+    shard: smallint('shard').notNull(),
+    queued: integer('queued').notNull().default(0),
+    sending: integer('sending').notNull().default(0),
+    sent: integer('sent').notNull().default(0),
+    delivered: integer('delivered').notNull().default(0),
+    failed: integer('failed').notNull().default(0),
+    skipped: integer('skipped').notNull().default(0),
+    cancelled: integer('cancelled').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.campaignId, t.shard] })],
+);
+
+/** A campaign's skipped messages by reason (0008). */
+export const campaignSkipCounts = pgTable(
+  'campaign_skip_counts',
+  {
+    campaignId: bigint('campaign_id', { mode: 'number' })
+      .notNull()
+      .references(() => campaigns.id, { onDelete: 'cascade' }),
+    reason: text('reason').notNull(),
+    n: integer('n').notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.campaignId, t.reason] })],
+);
+
 /** Daily counts per shop, per day in the shop's time zone, per automation / campaign / other (0003). */
 export const reportRollups = pgTable('report_rollups', {
   id: id(),
@@ -308,7 +345,8 @@ export const messageRetries = pgTable('message_retries', {
   retriedAt: ts('retried_at').notNull().defaultNow(),
 });
 
-export type PrivacyTopic = 'customers/data_request' | 'customers/redact' | 'shop/redact' | 'app/uninstalled';
+/** What a privacy request carries out: a privacy topic, or an uninstall (src/privacy/requests.ts). */
+export type PrivacyTopic = PrivacyTopicName | 'app/uninstalled';
 
 /** Privacy webhooks and uninstalls as carried out (0003). */
 export const privacyRequests = pgTable('privacy_requests', {
@@ -328,4 +366,60 @@ export const privacyRequests = pgTable('privacy_requests', {
 export type ReportRollup = typeof reportRollups.$inferSelect;
 export type PrivacyRequest = typeof privacyRequests.$inferSelect;
 
-export const schema = { shops, contacts, consentChanges, events, deadLetters, automations, messages, messageSkips, checkouts, reportRollups, messageRetries, privacyRequests, contactOrders, segments, campaigns };
+// 0005: consent truth.
+export const senderOptOuts = pgTable('sender_opt_outs', {
+  sender: text('sender').notNull(),
+  phone: text('phone').notNull(),
+  optedOutAt: ts('opted_out_at').notNull(),
+  source: text('source').notNull(),
+  requestId: text('request_id'),
+});
+
+export const inboundMessages = pgTable('inbound_messages', {
+  id: id(),
+  receivedAt: ts('received_at').notNull().defaultNow(),
+  fromRaw: text('from_raw').notNull(),
+  fromPhone: text('from_phone'),
+  toNumber: text('to_number').notNull(),
+  text: text('text').notNull(),
+  keyword: text('keyword'),
+  providerMessageId: text('provider_message_id'),
+  shopId: bigint('shop_id', { mode: 'number' }).references(() => shops.id, { onDelete: 'cascade' }),
+  outcome: text('outcome').notNull().default('received'),
+  requestId: text('request_id'),
+});
+
+export type InboundMessageRow = typeof inboundMessages.$inferSelect;
+
+/** 0009: the shop's offline Admin API access token, encrypted (src/shopify/tokens.ts); queries in db/shopTokens.ts. */
+export const shopTokens = pgTable('shop_tokens', {
+  shopId: bigint('shop_id', { mode: 'number' })
+    .primaryKey()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  accessToken: text('access_token').notNull(),
+  scope: text('scope'),
+  expiresAt: ts('expires_at'),
+  refreshToken: text('refresh_token'),
+  refreshExpiresAt: ts('refresh_expires_at'),
+  createdAt: createdAt(),
+  updatedAt: updatedAt(),
+});
+
+/** 0009: each shop's latest customer sync and its progress; queries in db/shopSyncs.ts. */
+export const shopSyncs = pgTable('shop_syncs', {
+  shopId: bigint('shop_id', { mode: 'number' })
+    .primaryKey()
+    .references(() => shops.id, { onDelete: 'cascade' }),
+  status: text('status').notNull(),
+  reason: text('reason').notNull(),
+  bulkOperationId: text('bulk_operation_id'),
+  objectCount: bigint('object_count', { mode: 'number' }),
+  linesDone: bigint('lines_done', { mode: 'number' }).notNull().default(0),
+  customersSynced: bigint('customers_synced', { mode: 'number' }).notNull().default(0),
+  error: text('error'),
+  startedAt: ts('started_at').notNull().defaultNow(),
+  finishedAt: ts('finished_at'),
+  updatedAt: updatedAt(),
+});
+
+export const schema = { shops, contacts, consentChanges, events, deadLetters, automations, messages, messageSkips, checkouts, reportRollups, messageRetries, privacyRequests, contactOrders, segments, campaigns, campaignCounters, campaignSkipCounts, senderOptOuts, inboundMessages, shopTokens, shopSyncs };

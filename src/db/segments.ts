@@ -3,7 +3,7 @@
  * they filter on (`contact_orders`, `contacts.orders_count|total_spent|last_order_at`).
  */
 import { and, desc, eq, sql } from 'drizzle-orm';
-import { compileSegment, MARKETING_CONSENT_SQL, type SegmentFilter } from '../campaigns/segments.js';
+import { compileSegment, MARKETING_CONSENT_SQL, type SegmentFilter } from './segmentFilter.js';
 import type { Db } from './client.js';
 import { contacts, segments, type Contact, type Segment } from './schema.js';
 

@@ -22,6 +22,13 @@ export const SCHEDULED_JOB_NAME = 'repeat';
 
 export const schedulerId = (task: HousekeepingTask) => `housekeeping-${task}`;
 
+/**
+ * The weekly sync reconcile (Sundays 04:23 UTC): a `sync:reconcile` job that queues a customer sync of every installed
+ * shop, catching whatever webhooks missed. A scheduler of the `sync` queue, registered with the housekeeping ones.
+ */
+export const SYNC_RECONCILE_SCHEDULE = '23 4 * * 0';
+export const SYNC_RECONCILE_SCHEDULER_ID = 'sync-reconcile';
+
 /** Registers (or updates) one scheduler per task. Idempotent across calls and processes. */
 export async function registerHousekeepingSchedules(queues: QueueRegistry, logger: Logger, now = new Date()): Promise<string[]> {
   const queue = queues.get('housekeeping');
@@ -41,6 +48,16 @@ export async function registerHousekeepingSchedules(queues: QueueRegistry, logge
     );
     ids.push(id);
   }
+  await queues.get('sync').upsertJobScheduler(
+    SYNC_RECONCILE_SCHEDULER_ID,
+    { pattern: SYNC_RECONCILE_SCHEDULE, tz: 'UTC' },
+    {
+      name: 'reconcile',
+      data: { reason: 'reconcile', requestId: 'sched_sync_reconcile', enqueuedAt: now.toISOString() },
+      opts: { attempts: 3, backoff: { type: 'exponential', delay: 10_000 }, removeOnComplete: 10, removeOnFail: 10 },
+    },
+  );
+  ids.push(SYNC_RECONCILE_SCHEDULER_ID);
   logger.info({ schedulers: ids.length }, 'Housekeeping schedules registered');
   return ids;
 }
@@ -50,5 +67,6 @@ export async function removeHousekeepingSchedules(queues: QueueRegistry): Promis
   const queue: Queue = queues.get('housekeeping');
   let removed = 0;
   for (const task of HOUSEKEEPING_TASKS) if (await queue.removeJobScheduler(schedulerId(task))) removed++;
+  if (await queues.get('sync').removeJobScheduler(SYNC_RECONCILE_SCHEDULER_ID)) removed++;
   return removed;
 }

@@ -11,21 +11,20 @@ import {
   deleteExpiredMessages,
   failUnconfirmed,
   findStuckMessages,
-  findUnqueuedEvents,
+  findUnfinishedEvents,
+  type StuckEvent,
   touchStuckQueued,
 } from '../db/housekeeping.js';
-import { markEventQueued } from '../db/events.js';
-import { rollupDay } from '../db/reports.js';
-import { rowsOf } from '../db/rows.js';
+import { rollupDay, shopsActiveSince, type ShopRef } from '../db/reports.js';
+import { getShopByDomain } from '../db/shops.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { anyJobAlive } from '../privacy/jobs.js';
-import { jobIdFrom, newRequestId, type QueueRegistry } from '../queue/queues.js';
-import { sql } from 'drizzle-orm';
-import { daysToRollUp } from './days.js';
+import { HOUSEKEEPING_TASKS, jobIdFrom, newRequestId, type HousekeepingTask, type QueueRegistry } from '../queue/queues.js';
+import { dayWindow, daysToRollUp } from './days.js';
 
-export const HOUSEKEEPING_TASKS = ['cleanup_old_messages', 'cleanup_events', 'retry_failed_messages', 'rollup_reports', 'reconcile'] as const;
-export type HousekeepingTask = (typeof HOUSEKEEPING_TASKS)[number];
+// The task list is part of the job catalog (a housekeeping job naming another task is refused there).
+export { HOUSEKEEPING_TASKS, type HousekeepingTask };
 
 export function isHousekeepingTask(task: string): task is HousekeepingTask {
   return (HOUSEKEEPING_TASKS as readonly string[]).includes(task);
@@ -60,7 +59,7 @@ export async function runHousekeepingTask(task: string, input: TaskInput, deps: 
     throw new AppError('UNKNOWN_HOUSEKEEPING_TASK', `unknown housekeeping task "${task}" (known: ${HOUSEKEEPING_TASKS.join(', ')})`, { details: { task } });
   }
   const now = deps.now?.() ?? new Date();
-  const shop = input.shopDomain ? await shopByDomain(deps.db, input.shopDomain) : undefined;
+  const shop = input.shopDomain ? await getShopByDomain(deps.db, input.shopDomain) : undefined;
   // A task for a shop we do not know has nothing to do (not an error: the shop may have been redacted meanwhile).
   if (input.shopDomain && !shop) return { task, shop: input.shopDomain, skipped: 'unknown_shop' };
   switch (task) {
@@ -75,17 +74,6 @@ export async function runHousekeepingTask(task: string, input: TaskInput, deps: 
     case 'reconcile':
       return { task, ...(await reconcile(now, shop?.id, input.shopDomain, deps)) };
   }
-}
-
-interface ShopRef {
-  id: number;
-  domain: string;
-  timezone: string;
-}
-
-async function shopByDomain(db: Db, domain: string): Promise<ShopRef | undefined> {
-  const [row] = await rowsOf<{ id: string; domain: string; timezone: string }>(db, sql`SELECT id, domain, timezone FROM shops WHERE domain = ${domain}`);
-  return row ? { id: Number(row.id), domain: row.domain, timezone: row.timezone } : undefined;
 }
 
 /** Re-queues messages that failed for a transient cause in the last 24 h, each at most once ever, at most N a run. */
@@ -104,10 +92,10 @@ export async function retryFailedMessages(now: Date, shopId: number | undefined,
         'send',
         {
           shopId: c.shopDomain,
-          messageId: String(c.id),
-          ...(c.contactId !== null ? { contactId: String(c.contactId) } : {}),
-          ...(c.automationId !== null ? { automationId: String(c.automationId) } : {}),
-          ...(c.campaignId !== null ? { campaignId: c.campaignId } : {}),
+          messageId: c.id,
+          ...(c.contactId !== null ? { contactId: c.contactId } : {}),
+          ...(c.automationId !== null ? { automationId: c.automationId } : {}),
+          ...(c.campaignId !== null ? { campaignId: Number(c.campaignId) } : {}),
           requestId: newRequestId(),
         },
         { jobId: c.jobId },
@@ -124,30 +112,17 @@ export async function retryFailedMessages(now: Date, shopId: number | undefined,
 
 /** Recomputes today and yesterday (in each shop's time zone) for every shop, or one. */
 export async function rollupReports(now: Date, shop: ShopRef | undefined, deps: HousekeepingDeps): Promise<{ shops: number; days: number; rows: number }> {
-  const shops = shop ? [shop] : await activeShops(deps.db, now);
+  // A report for a quiet shop is all zeros, stored as nothing: only shops with anything in the last three days.
+  const shops = shop ? [shop] : await shopsActiveSince(deps.db, new Date(now.getTime() - 3 * 24 * 3_600_000));
   let days = 0;
   let rows = 0;
   for (const s of shops) {
     for (const day of daysToRollUp(now, s.timezone)) {
-      rows += (await rollupDay(deps.db, s.id, day, s.timezone)).length;
+      rows += (await rollupDay(deps.db, s.id, day, dayWindow(day, s.timezone))).length;
       days++;
     }
   }
   return { shops: shops.length, days, rows };
-}
-
-/** Shops with anything to count in the last three days (a report for a quiet shop is all zeros, stored as nothing). */
-async function activeShops(db: Db, now: Date): Promise<ShopRef[]> {
-  const since = new Date(now.getTime() - 3 * 24 * 3_600_000).toISOString();
-  const rows = await rowsOf<{ id: string; domain: string; timezone: string }>(
-    db,
-    sql`SELECT s.id, s.domain, s.timezone FROM shops s
-        WHERE EXISTS (SELECT 1 FROM messages m WHERE m.shop_id = s.id AND m.updated_at >= ${since}::timestamptz)
-           OR EXISTS (SELECT 1 FROM message_skips k WHERE k.shop_id = s.id AND k.created_at >= ${since}::timestamptz)
-           OR EXISTS (SELECT 1 FROM report_rollups r WHERE r.shop_id = s.id AND r.computed_at >= ${since}::timestamptz)
-        ORDER BY s.id`,
-  );
-  return rows.map((r) => ({ id: Number(r.id), domain: r.domain, timezone: r.timezone }));
 }
 
 /**
@@ -155,14 +130,17 @@ async function activeShops(db: Db, now: Date): Promise<ShopRef[]> {
  * - a message `queued` and due for longer than the stuck timeout with no delivery job alive → enqueued again (the
  *   delivery processor's claim makes a second run harmless);
  * - a message `sending` that long with no job alive to reconcile it → failed as unconfirmed, never resent;
- * - a webhook stored but never queued (`received`) → queued under the job id intake would have used.
+ * - a webhook stored that long ago and not finished (`received`; `queued` on rows from before intake stopped marking
+ *   them), with no job under the id intake used — never queued (the process died between the insert and the enqueue)
+ *   or lost with Redis (a restart without persistence, a failover to a replica behind) — and no dead letter → queued
+ *   under that id (`eventsQueued`; `eventsRequeued` for `queued` rows).
  */
 export async function reconcile(
   now: Date,
   shopId: number | undefined,
   shopDomain: string | undefined,
   deps: HousekeepingDeps,
-): Promise<{ requeued: number; unconfirmed: number; eventsQueued: number }> {
+): Promise<{ requeued: number; unconfirmed: number; eventsQueued: number; eventsRequeued: number }> {
   const before = new Date(now.getTime() - deps.settings.stuckMessageTimeoutMinutes * 60_000);
   let requeued = 0;
   let unconfirmed = 0;
@@ -182,26 +160,25 @@ export async function reconcile(
       'send',
       {
         shopId: m.shopDomain,
-        messageId: String(m.id),
-        ...(m.contactId !== null ? { contactId: String(m.contactId) } : {}),
-        ...(m.automationId !== null ? { automationId: String(m.automationId) } : {}),
-        ...(m.campaignId !== null ? { campaignId: m.campaignId } : {}),
+        messageId: m.id,
+        ...(m.contactId !== null ? { contactId: m.contactId } : {}),
+        ...(m.automationId !== null ? { automationId: m.automationId } : {}),
+        ...(m.campaignId !== null ? { campaignId: Number(m.campaignId) } : {}),
         requestId: newRequestId(),
       },
       { jobId: jobIdFrom('rec', m.id) },
     );
     requeued++;
   }
-  let eventsQueued = 0;
-  for (const e of await findUnqueuedEvents(deps.db, { before, limit: RECONCILE_BATCH, shopDomain })) {
-    await deps.queues.enqueueJob(
+  const enqueueEvent = (e: StuckEvent) =>
+    deps.queues.enqueueJob(
       'events',
       e.topic,
       {
         topic: e.topic,
         shopId: e.shopDomain,
         objectId: e.objectId,
-        raw: e.payload,
+        storedEventId: e.id,
         webhookId: e.webhookId,
         ...(e.eventId ? { eventId: e.eventId } : {}),
         ...(e.triggeredAt ? { triggeredAt: e.triggeredAt.toISOString() } : {}),
@@ -209,9 +186,16 @@ export async function reconcile(
       },
       { jobId: jobIdFrom('wh', e.shopDomain, e.webhookId) },
     );
-    await markEventQueued(deps.db, e.id);
-    eventsQueued++;
+  // Webhooks stored and not finished, whose job is not in Redis: never queued (the process died between the insert and
+  // the enqueue) or lost with Redis. Any job state but "unknown" means a job holds it or ended and was recorded.
+  let eventsQueued = 0;
+  let eventsRequeued = 0;
+  for (const e of await findUnfinishedEvents(deps.db, { before, limit: RECONCILE_BATCH, shopDomain })) {
+    if ((await deps.queues.get('events').getJobState(jobIdFrom('wh', e.shopDomain, e.webhookId))) !== 'unknown') continue;
+    await enqueueEvent(e);
+    if (e.status === 'queued') eventsRequeued++;
+    else eventsQueued++;
   }
-  if (requeued || unconfirmed || eventsQueued) deps.logger.warn({ requeued, unconfirmed, eventsQueued }, 'Reconcile swept stuck work');
-  return { requeued, unconfirmed, eventsQueued };
+  if (requeued || unconfirmed || eventsQueued || eventsRequeued) deps.logger.warn({ requeued, unconfirmed, eventsQueued, eventsRequeued }, 'Reconcile swept stuck work');
+  return { requeued, unconfirmed, eventsQueued, eventsRequeued };
 }

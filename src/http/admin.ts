@@ -20,7 +20,7 @@ import type { AppDeps } from './app.js';
 import { merchantSession } from './merchantAuth.js';
 import { registerAutomationRoutes } from './routes/automations.js';
 import { registerContactRoutes } from './routes/contacts.js';
-import { registerDashboardRoutes } from './routes/dashboard.js';
+import { DASHBOARD_PATH, registerDashboardRoutes } from './routes/dashboard.js';
 import { registerDocs } from './routes/docs.js';
 import { registerMessageRoutes } from './routes/messages.js';
 import { registerMetricsRoute } from './routes/metrics.js';
@@ -41,14 +41,22 @@ export function appMetrics(deps: AppDeps): ServiceMetrics {
   return m;
 }
 
-function isUnlimited(url: string): boolean {
-  return url.startsWith('/webhooks/') || url === '/health' || url.startsWith('/health/') || url.startsWith('/health?') || url.startsWith('/queue/health');
+/**
+ * Limits go by the route a request matched, never by its raw URL: `/admin/%6Cogin` reaches the login route, and must
+ * count against the login limit. An unmatched request goes by its path.
+ */
+function routeOf(req: FastifyRequest): string {
+  return req.routeOptions?.url ?? req.url.split('?')[0]!;
+}
+
+function isUnlimited(route: string): boolean {
+  return route.startsWith('/webhooks/') || route === '/health' || route.startsWith('/health/') || route.startsWith('/queue/health');
 }
 
 export async function registerAdminFoundation(app: FastifyInstance, deps: AppDeps): Promise<void> {
   app.decorateRequest('shop', null);
   instrumentWebhooks(app, appMetrics(deps));
-  await registerDocs(app, deps);
+  await registerDocs(app, { dashboardPath: DASHBOARD_PATH, rateLimited: (url) => !isUnlimited(url) });
 
   const limits = deps.config.rateLimit;
   await app.register(rateLimit, {
@@ -59,7 +67,7 @@ export async function registerAdminFoundation(app: FastifyInstance, deps: AppDep
     timeWindow: limits.windowMs,
     max: (_req: FastifyRequest, key: string) => (key.startsWith('shop:') ? limits.shopMax : key.startsWith('login:') ? LOGIN_MAX : limits.ipMax),
     keyGenerator: async (req: FastifyRequest) => {
-      if (req.url.startsWith('/api/')) {
+      if (routeOf(req).startsWith('/api/')) {
         // A valid token is limited per shop (a shop's staff share one budget, wherever they are); anything else per IP.
         const shop = await merchantSession(req, deps).then(
           (s) => s.shopDomain,
@@ -67,7 +75,7 @@ export async function registerAdminFoundation(app: FastifyInstance, deps: AppDep
         );
         if (shop) return `shop:${shop}`;
       }
-      if (req.method === 'POST' && req.url.split('?')[0] === '/admin/login') return `login:${req.ip}`;
+      if (req.method === 'POST' && routeOf(req) === '/admin/login') return `login:${req.ip}`;
       return `ip:${req.ip}`;
     },
     errorResponseBuilder: (_req, ctx) =>
@@ -75,7 +83,7 @@ export async function registerAdminFoundation(app: FastifyInstance, deps: AppDep
   });
   const limiter = app.rateLimit();
   app.addHook('onRequest', async (req, reply) => {
-    if (isUnlimited(req.url)) return;
+    if (isUnlimited(routeOf(req))) return;
     await limiter.call(app, req, reply);
   });
 }

@@ -11,6 +11,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
+import type { OperatorLockout } from './operatorLockout.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -58,6 +59,8 @@ export interface OperatorGuardOptions {
   cookieForWrites?: boolean;
   /** Send a browser that is not logged in (Accept: text/html, GET) to `/admin/login` instead of answering 401. */
   loginRedirect?: boolean;
+  /** Counts wrong tokens per client IP and refuses an address that has sent too many (see ./operatorLockout.ts). */
+  lockout?: OperatorLockout;
 }
 
 export function operatorGuard(adminToken: string | undefined, options: OperatorGuardOptions = {}) {
@@ -66,7 +69,10 @@ export function operatorGuard(adminToken: string | undefined, options: OperatorG
     if (!expected || !adminToken) throw new AppError('OPERATOR_DISABLED', 'operator endpoints are disabled: set ADMIN_TOKEN to enable them');
     // The scheme is case-insensitive (RFC 9110 §11.1); the token is compared as sent.
     const token = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+    // Checked before the token: once an address is locked out, even the right token is refused until the window ends.
+    if (token) await options.lockout?.check(req.ip);
     if (token && timingSafeEqual(digest(token), expected)) return;
+    if (token) await options.lockout?.failed(req.ip);
     const safe = req.method === 'GET' || req.method === 'HEAD';
     if (!token && (safe || options.cookieForWrites) && verifyOperatorSession(readCookie(req, OPERATOR_COOKIE), adminToken)) return;
     if (options.loginRedirect && reply && safe && !token && /text\/html/.test(req.headers.accept ?? '')) {

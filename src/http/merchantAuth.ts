@@ -11,6 +11,8 @@ import { errors as joseErrors, jwtVerify } from 'jose';
 import { getShopByDomain, upsertShop } from '../db/shops.js';
 import type { Shop } from '../db/schema.js';
 import { AppError } from '../errors.js';
+import { isShopDomain } from '../shopify/shopDomain.js';
+import { createInstaller, type Installer } from '../sync/install.js';
 import type { AppDeps } from './app.js';
 
 declare module 'fastify' {
@@ -28,10 +30,11 @@ export interface MerchantSession {
   userId: string | null;
 }
 
-/** Clock skew tolerated on `exp`, `nbf` and `iat` (Shopify's own libraries allow a few seconds). */
-export const SESSION_TOKEN_LEEWAY_SECONDS = 5;
-
-const SHOP_HOST = /^[a-z0-9][a-z0-9-]*\.myshopify\.com$/;
+/**
+ * Clock skew tolerated on `exp` and `nbf`: 10 s, what `@shopify/shopify-api` allows (`JWT_PERMITTED_CLOCK_TOLERANCE`
+ * in its decode-session-token), so a token the merchant's admin considers valid is valid here too.
+ */
+export const SESSION_TOKEN_LEEWAY_SECONDS = 10;
 
 function shopFromUrl(value: unknown, claim: string): string {
   let host: string;
@@ -42,7 +45,7 @@ function shopFromUrl(value: unknown, claim: string): string {
   } catch {
     throw new AppError('UNAUTHORIZED', `session token: ${claim} is not a shop URL`);
   }
-  if (!SHOP_HOST.test(host)) throw new AppError('UNAUTHORIZED', `session token: ${claim} is not a *.myshopify.com shop`);
+  if (!isShopDomain(host)) throw new AppError('UNAUTHORIZED', `session token: ${claim} is not a *.myshopify.com shop`);
   return host;
 }
 
@@ -122,12 +125,26 @@ export function merchantSession(req: FastifyRequest, deps: Pick<AppDeps, 'config
  * });
  * ```
  */
-export function merchantAuth(deps: Pick<AppDeps, 'config' | 'db'>) {
+export function merchantAuth(deps: Pick<AppDeps, 'config' | 'db' | 'queues' | 'logger'>) {
   return async function merchantAuthHook(req: FastifyRequest, _reply: FastifyReply): Promise<void> {
     const session = await merchantSession(req, deps);
     // A valid token proves the app is installed on the shop: a shop we have not heard of yet is recorded now.
     req.shop = (await getShopByDomain(deps.db.db, session.shopDomain)) ?? (await upsertShop(deps.db.db, session.shopDomain)).shop;
+    // The access token (and the initial sync) is obtained beside the request, never in its way (src/sync/install.ts).
+    installerOf(deps).onMerchantRequest(req.shop, bearerToken(req)!);
   };
+}
+
+const installers = new WeakMap<object, Installer>();
+
+/** One installer per app (its per-shop memory is shared by every route scope). */
+export function installerOf(deps: Pick<AppDeps, 'config' | 'db' | 'queues' | 'logger'>): Installer {
+  let installer = installers.get(deps);
+  if (!installer) {
+    installer = createInstaller({ db: deps.db.db, config: deps.config, queues: deps.queues, logger: deps.logger });
+    installers.set(deps, installer);
+  }
+  return installer;
 }
 
 /** `req.shop`, or a 401 when a route forgot its `merchantAuth` hook (never an unscoped query). */

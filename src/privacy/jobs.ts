@@ -33,19 +33,35 @@ export async function removeMatchingJobs(
       for (const job of page) if (job && match(job)) found.push(job);
       if (page.length < pageSize) break;
     }
-    let n = 0;
-    for (const job of found) {
-      try {
-        await job.remove();
-        n++;
-      } catch (err) {
-        // Taken by a worker meanwhile: its processor re-checks the shop and the contact before doing anything.
-        logger.debug({ queue: name, jobId: job.id, err: (err as Error).message }, 'Job not removed (it started meanwhile)');
-      }
-    }
-    removed[name] = n;
+    removed[name] = await removeEach(found, logger);
   }
   return removed;
+}
+
+/** Removes each job unless a worker holds it; returns how many went. */
+async function removeEach(jobs: Iterable<Job>, logger: Logger): Promise<number> {
+  let n = 0;
+  for (const job of jobs) {
+    try {
+      await job.remove();
+      n++;
+    } catch (err) {
+      // Taken by a worker meanwhile: its processor re-checks the shop, the contact and the stored event first.
+      logger.debug({ queue: job.queueName, jobId: job.id, err: (err as Error).message }, 'Job not removed (it started meanwhile)');
+    }
+  }
+  return n;
+}
+
+/** Removes the jobs of `queueName` with these ids that are not running; returns how many went. */
+export async function removeJobsById(queues: QueueRegistry, queueName: QueueName, jobIds: readonly string[], logger: Logger): Promise<number> {
+  const queue = queues.get(queueName);
+  const found: Job[] = [];
+  for (const id of new Set(jobIds)) {
+    const job = await queue.getJob(id);
+    if (job) found.push(job);
+  }
+  return removeEach(found, logger);
 }
 
 /** True when any of the job ids is waiting, delayed, active or otherwise still to run. */

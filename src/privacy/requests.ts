@@ -4,11 +4,12 @@
  * the same record.
  *
  * - `customers/data_request`: everything stored about the customer, kept as the request's export for an operator.
- * - `customers/redact`: the customer's personal data erased (rows kept, so counts survive), their pending jobs and the
- *   job data that held their details removed.
+ * - `customers/redact`: the customer's personal data erased (rows kept, so counts survive), their pending automation
+ *   and delivery jobs removed, and the events jobs of the webhooks about them (which carry only the stored event's id:
+ *   the payload is erased in `events`, so no job data needs searching).
  * - `shop/redact`: all of the shop's data deleted, in the database and in the queues.
- * - `app/uninstalled`: the shop marked uninstalled, its pending automation, campaign and delivery jobs removed and its
- *   queued messages cancelled. Nothing is sent for it until it is installed again (the automations and delivery
+ * - `app/uninstalled`: the shop marked uninstalled, its Admin API access token deleted, its pending automation,
+ *   campaign, delivery and sync jobs removed and its queued messages cancelled. Nothing is sent for it until it is installed again (the automations and delivery
  *   processors check at evaluation and at send time).
  */
 import type { Job } from 'bullmq';
@@ -18,16 +19,18 @@ import {
   deleteShopData,
   exportContacts,
   findContactIds,
+  findCustomerEvents,
   recordPrivacyRequest,
   redactCustomer,
 } from '../db/privacy.js';
-import type { PrivacyRequest, PrivacyTopic } from '../db/schema.js';
+import type { PrivacyRequest } from '../db/schema.js';
+import { deleteShopToken } from '../db/shopTokens.js';
 import { getShopByDomain, markShopUninstalled, upsertShop } from '../db/shops.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { QueueRegistry } from '../queue/queues.js';
+import { jobIdFrom, type QueueRegistry } from '../queue/queues.js';
 import { pickCountry, toE164 } from '../shopify/phone.js';
-import { FINISHED_STATES, PENDING_STATES, removeMatchingJobs } from './jobs.js';
+import { FINISHED_STATES, PENDING_STATES, removeJobsById, removeMatchingJobs } from './jobs.js';
 
 export interface PrivacyDeps {
   db: Db;
@@ -41,8 +44,6 @@ export interface PrivacyMeta {
   requestId: string;
   triggeredAt: Date | null;
 }
-
-export const HANDLED_TOPICS: ReadonlySet<string> = new Set<PrivacyTopic>(['customers/data_request', 'customers/redact', 'shop/redact', 'app/uninstalled']);
 
 /** The customer a privacy payload names. */
 export interface CustomerRef {
@@ -110,23 +111,23 @@ async function exportCustomer(raw: Record<string, unknown>, meta: PrivacyMeta, d
 async function eraseCustomer(raw: Record<string, unknown>, meta: PrivacyMeta, deps: PrivacyDeps): Promise<PrivacyRequest> {
   const ref = customerRefFrom(raw);
   const { shopId, contactIds } = await contactIdsFor(ref, meta.shopDomain, deps);
-  // Pending work for the customer first, so nothing starts on data about to be erased.
-  const ids = new Set(contactIds.map(String));
-  const orders = new Set(ref.orderIds);
-  const aboutCustomer = (job: Job): boolean => {
-    const d = (job.data ?? {}) as Record<string, any>;
+  // Pending work for the customer first, so nothing starts on data about to be erased. Jobs carry ids: the contact's
+  // for automations and delivery, the stored event's for events.
+  const ids = new Set(contactIds);
+  const aboutContact = (job: Job): boolean => {
+    const d = (job.data ?? {}) as { shopId?: unknown; contactId?: unknown; context?: { contactId?: unknown } };
     if (d.shopId !== meta.shopDomain) return false;
-    if (d.contactId !== undefined && ids.has(String(d.contactId))) return true;
-    if (d.context?.contactId !== undefined && ids.has(String(d.context.contactId))) return true;
-    const r = d.raw as Record<string, any> | undefined;
-    if (!r) return false;
-    if (ref.customerId && (String(r.customer?.id ?? '') === ref.customerId || String(r.customer_id ?? '') === ref.customerId)) return true;
-    return orders.has(String(r.id ?? '')) || orders.has(String(r.order_id ?? ''));
+    return ids.has(Number(d.contactId ?? d.context?.contactId));
   };
-  const jobs = await removeMatchingJobs(deps.queues, ['events', 'automations', 'delivery'], [...PENDING_STATES, ...FINISHED_STATES], (job) => {
-    // The job running this very request is active, so never matched; finished events jobs hold the raw payload.
-    return aboutCustomer(job);
-  }, deps.logger);
+  const jobs = await removeMatchingJobs(deps.queues, ['automations', 'delivery'], [...PENDING_STATES, ...FINISHED_STATES], aboutContact, deps.logger);
+  const events = await findCustomerEvents(deps.db, { shopDomain: meta.shopDomain, customerId: ref.customerId, email: ref.email, orderIds: ref.orderIds });
+  jobs.events = await removeJobsById(
+    deps.queues,
+    'events',
+    // The job running this very request is active, so never removed.
+    events.filter((e) => e.webhookId !== meta.webhookId).map((e) => jobIdFrom('wh', meta.shopDomain, e.webhookId)),
+    deps.logger,
+  );
   const rowCounts = await redactCustomer(deps.db, {
     shopDomain: meta.shopDomain,
     shopId,
@@ -172,9 +173,11 @@ async function uninstallShop(meta: PrivacyMeta, deps: PrivacyDeps): Promise<Priv
   // The uninstall may be the first we hear of the shop; record it either way.
   const { shop } = await upsertShop(deps.db, meta.shopDomain);
   await markShopUninstalled(deps.db, meta.shopDomain, meta.triggeredAt ?? new Date());
+  // Shopify revokes the token on uninstall; ours must not outlive it (a reinstall exchanges a new one).
+  const tokens = (await deleteShopToken(deps.db, shop.id)) ? 1 : 0;
   const jobs = await removeMatchingJobs(
     deps.queues,
-    ['automations', 'campaigns', 'delivery'],
+    ['automations', 'campaigns', 'delivery', 'sync'],
     PENDING_STATES,
     (job) => job.data?.shopId === meta.shopDomain,
     deps.logger,
@@ -186,7 +189,7 @@ async function uninstallShop(meta: PrivacyMeta, deps: PrivacyDeps): Promise<Priv
     webhookId: meta.webhookId,
     shopifyCustomerId: null,
     requestId: meta.requestId,
-    rowCounts: { shops: 1, messagesCancelled: cancelled, ...prefixed('jobs_', jobs) },
+    rowCounts: { shops: 1, shopTokens: tokens, messagesCancelled: cancelled, ...prefixed('jobs_', jobs) },
   });
   deps.logger.info({ privacyRequestId: row.id, rowCounts: row.rowCounts }, 'Shop uninstalled');
   return row;

@@ -19,16 +19,16 @@ import {
   purgeDeadLetters,
   type DeadLetterFilter,
 } from '../db/deadLetters.js';
-import { getEvent } from '../db/events.js';
+import { getEvent, getEventById } from '../db/events.js';
 import type { DeadLetter } from '../db/schema.js';
-import { AppError, isAppError } from '../errors.js';
+import { AppError, isAppError, isPermanentFailure, safeErrorMessage, safeErrorStack } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isQueueName, jobIdFrom, type QueueName, type QueueRegistry } from './queues.js';
 
 /** A failure is final when BullMQ will not try the job again. */
 export function isFinalFailure(job: Pick<Job, 'attemptsMade' | 'opts'>, err: unknown, attemptsMadeIncludesThis = false): boolean {
   if (err instanceof UnrecoverableError || (err as Error | undefined)?.name === 'UnrecoverableError') return true;
-  if (isAppError(err) && err.permanent) return true;
+  if (isPermanentFailure(err)) return true;
   const made = job.attemptsMade + (attemptsMadeIncludesThis ? 0 : 1);
   return made >= (job.opts.attempts ?? 1);
 }
@@ -70,8 +70,9 @@ export class DeadLetterQueue {
       jobCreatedAt: new Date(job.timestamp),
       data,
       errorCode: errorCodeOf(err),
-      errorMessage: error.message || String(err),
-      stack: error.stack ?? null,
+      // A failed query's message holds its parameters (a phone, an e-mail): the dead letter keeps neither.
+      errorMessage: safeErrorMessage(error) || String(err),
+      stack: safeErrorStack(error),
       attemptsMade,
       maxAttempts: job.opts.attempts ?? 1,
       requestId: typeof data.requestId === 'string' ? data.requestId : null,
@@ -133,14 +134,19 @@ export class DeadLetterQueue {
     return { jobId, queue: row.queue };
   }
 
-  /** Puts back a webhook payload left out of an `events` dead letter, from the stored event it came from. */
+  /**
+   * An `events` dead letter replays the stored event it names (`storedEventId`), or has the payload left out of it put
+   * back from the stored webhook; either way the event must still be stored.
+   */
   private async withPayload(row: DeadLetter, data: Record<string, unknown>): Promise<Record<string, unknown>> {
-    if (row.queue !== 'events' || data.raw !== undefined || typeof data.webhookId !== 'string' || typeof data.shopId !== 'string') return data;
-    const event = await getEvent(this.deps.db, data.shopId, data.webhookId);
+    if (row.queue !== 'events' || typeof data.shopId !== 'string') return data;
+    const byId = typeof data.storedEventId === 'number';
+    if (!byId && (data.raw !== undefined || typeof data.webhookId !== 'string')) return data;
+    const event = byId ? await getEventById(this.deps.db, data.storedEventId as number) : await getEvent(this.deps.db, data.shopId, data.webhookId as string);
     if (!event?.payload) {
       throw new AppError('NOT_FOUND', `dead letter ${row.id}: the webhook it replays is no longer stored (retention or erasure)`, { details: { id: row.id } });
     }
-    return { ...data, raw: event.payload };
+    return byId ? data : { ...data, raw: event.payload };
   }
 
   async remove(id: number): Promise<boolean> {

@@ -15,7 +15,8 @@ export interface EmbeddedRedis {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A free TCP port on the loopback interface (the OS picks it). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once('error', reject);
@@ -54,7 +55,7 @@ export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promi
   const deadline = Date.now() + 5000;
   for (;;) {
     try {
-      await assertRedisReachable(url, 500);
+      await assertRedisReachable({ url }, 500);
       break;
     } catch (err) {
       if (Date.now() > deadline || child.exitCode !== null) {

@@ -5,6 +5,7 @@
 import type { Queue } from 'bullmq';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { isProviderError, type SmsProvider } from '../messages/providers/types.js';
+import { PRIVACY_TOPICS, SUBSCRIBED_TOPICS } from '../shopify/topics.js';
 
 export interface QueueDepth {
   waiting: number;
@@ -106,12 +107,7 @@ export interface MetricSources {
 const JOB_STATES = ['waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized', 'waiting-children'] as const;
 
 /** Topics as labels are bounded: anything outside the known set (fuzzed headers) is counted as `other`. */
-const KNOWN_TOPICS = new Set([
-  'orders/create', 'orders/paid', 'orders/fulfilled', 'orders/partially_fulfilled', 'orders/cancelled', 'orders/updated',
-  'checkouts/create', 'checkouts/update', 'fulfillments/create', 'fulfillments/update', 'customers/create',
-  'customers/update', 'customers/marketing_consent_update', 'inventory_levels/update', 'app/uninstalled',
-  'customers/data_request', 'customers/redact', 'shop/redact',
-]);
+const KNOWN_TOPICS: ReadonlySet<string> = new Set([...SUBSCRIBED_TOPICS, ...PRIVACY_TOPICS]);
 
 export function topicLabel(topic: unknown): string {
   return typeof topic === 'string' && KNOWN_TOPICS.has(topic) ? topic : 'other';

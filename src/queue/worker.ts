@@ -1,35 +1,36 @@
 /**
  * Starts one BullMQ Worker per served queue, logs each job's life, dead-letters final failures and shuts down
- * gracefully. Runnable on its own:
- *
- *   npm run worker -- --queues delivery          (or: npx tsx src/queue/worker.ts --queues delivery)
+ * gracefully. A process serving only workers is `smsblossom worker --queues delivery` (src/cli.ts).
  *
  * Processors are thin: they unpack the job and call a domain function with explicit dependencies. The wrapper here
  * validates job data against the catalog, maps permanent errors to `UnrecoverableError`, and writes the dead letter
  * *before* BullMQ is told a job failed for good (see `deadLetters.ts` for why that order matters).
  */
-import { pathToFileURL } from 'node:url';
+import type { ShopDirectory } from '../automations/shopDirectory.js';
 import { DelayedError, MetricsTime, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
-import { AppError, isAppError } from '../errors.js';
+import { AppError, databaseErrorCode, isPermanentFailure, safeErrorMessage, safeErrorStack } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { DeadLetterQueue, isFinalFailure } from './deadLetters.js';
 import type { Renderer } from '../messages/render.js';
 import type { SmsProvider } from '../messages/providers/types.js';
-import { evaluateAutomation } from './processors/automations.js';
-import { processDelivery, type DeliveryControl } from './processors/delivery.js';
+import { processAutomation } from './processors/automations.js';
+import { processDelivery } from './processors/delivery.js';
 import { campaignGate, processCampaignBatch } from './processors/campaigns.js';
 import { processEvent } from './processors/events.js';
 import { processHousekeeping } from './processors/housekeeping.js';
-import { parseJobData, QUEUE_NAMES, type JobData, type QueueName, type QueueRegistry } from './queues.js';
-import { getRedisConnection } from './redis.js';
+import { processSync } from './processors/sync.js';
+import { jobIdFrom, parseJobData, type JobData, type QueueName, type QueueRegistry } from './queues.js';
+import { getRedisConnection, type RedisClient } from './redis.js';
 import type { ServiceMetrics } from './metrics.js';
+import { announceBulkFinish, bulkFinishWaiter } from '../sync/bulkFinish.js';
 
 /** Long-lived collaborators built once per process and handed to processors. */
 export interface Services {
   renderer: Renderer;
+  /** Shops and automations held in memory for the pipeline's processors. */
+  shops?: ShopDirectory;
   /** Present in processes that serve `delivery`. */
   provider?: SmsProvider;
   /** Base URL the provider calls back (PUBLIC_URL, else the address the API listens on). */
@@ -47,24 +48,43 @@ export interface ProcessorContext {
 }
 
 export type Processor<Q extends QueueName> = (job: Job, data: JobData<Q>, ctx: ProcessorContext) => Promise<unknown>;
+/** Processors that stand in for some of {@link PROCESSORS} (tests hand in slow or failing ones). */
 export type ProcessorMap = { [Q in QueueName]?: Processor<Q> };
 
-/** The processor of each queue; a queue missing here is not served rather than faked as done. */
-export const PROCESSORS: ProcessorMap = {
-  events: (job, data, ctx) => processEvent(data, { db: ctx.db.db, queues: ctx.queues, logger: ctx.logger }, String(job.id)),
+/** The processor of each queue: every queue in the catalog has one. */
+export const PROCESSORS: { readonly [Q in QueueName]: Processor<Q> } = {
+  events: (job, data, ctx) =>
+    processEvent(
+      data,
+      {
+        db: ctx.db.db,
+        queues: ctx.queues,
+        logger: ctx.logger,
+        shops: ctx.services.shops,
+        announceBulkFinish: (shopDomain, operationId) => announceBulkFinish(ctx.queues.connection, ctx.queues.prefix, shopDomain, operationId),
+        // The payload now lives in `events`: the job keeps only its id.
+        onStored: async (storedEventId) => {
+          const { raw: _stored, ...rest } = job.data as Record<string, unknown>;
+          await job.updateData({ ...rest, storedEventId });
+        },
+      },
+      String(job.id),
+    ),
   automations: (_job, data, ctx) =>
-    evaluateAutomation(data, {
+    processAutomation(data, {
       db: ctx.db.db,
       queues: ctx.queues,
       logger: ctx.logger,
       renderer: ctx.services.renderer,
       sms: ctx.config.sms,
+      shops: ctx.services.shops,
     }),
   delivery: (job, data, ctx) => {
     const { provider } = ctx.services;
     if (!provider) throw new AppError('INTERNAL', 'this process serves delivery without an SMS provider');
     const sms = ctx.config.sms;
     return processDelivery(
+      job,
       data,
       {
         db: ctx.db.db,
@@ -74,50 +94,66 @@ export const PROCESSORS: ProcessorMap = {
         reconcileDelayMs: sms.reconcileDelayMs,
         reconcileAttempts: sms.reconcileAttempts,
         campaignGate: campaignGate(ctx.db.db, ctx.config.campaigns.pausedRecheckMs),
+        renderer: ctx.services.renderer,
+        sms,
       },
-      deliveryControl(job, ctx),
+      { queues: ctx.queues, token: ctx.token },
     );
   },
+  // `campaigns:batch`: pages of the audience while the campaign's delivery backlog has room; otherwise it runs again later.
+  campaigns: (job, data, ctx) =>
+    processCampaignBatch(
+      data,
+      {
+        database: ctx.db,
+        queues: ctx.queues,
+        logger: ctx.logger,
+        renderer: ctx.services.renderer,
+        sms: ctx.config.sms,
+        pacing: { ...ctx.config.campaigns, maxPagesPerRun: 10 },
+      },
+      {
+        async deferUntil(at) {
+          await job.moveToDelayed(at.getTime(), ctx.token);
+          throw new DelayedError();
+        },
+      },
+    ),
   housekeeping: (_job, data, ctx) =>
     processHousekeeping(data, { db: ctx.db.db, queues: ctx.queues, logger: ctx.logger, settings: ctx.config.housekeeping }),
-};
-
-/** `campaigns:batch`: pages of the audience while the campaign's delivery backlog has room; otherwise it runs again later. */
-PROCESSORS.campaigns = (job, data, ctx) =>
-  processCampaignBatch(
-    data,
-    {
-      database: ctx.db,
+  sync: (job, data, ctx) =>
+    processSync(job, data, {
+      db: ctx.db.db,
       queues: ctx.queues,
       logger: ctx.logger,
-      renderer: ctx.services.renderer,
-      sms: ctx.config.sms,
-      pacing: { ...ctx.config.campaigns, maxPagesPerRun: 10 },
-    },
-    {
-      async deferUntil(at) {
-        await job.moveToDelayed(at.getTime(), ctx.token);
-        throw new DelayedError();
-      },
-    },
-  );
+      config: ctx.config,
+      bulkFinishWaiter: () =>
+        bulkFinishWaiter(
+          () => getRedisConnection(ctx.config.redis, 'worker', { connectionName: 'smsblossom-sync-bulk-finish' }),
+          ctx.queues.prefix,
+          (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+        ),
+    }),
+};
 
-/** BullMQ's ways of putting a job off, behind the processor's queue-agnostic interface. */
-function deliveryControl(job: Job, ctx: ProcessorContext): DeliveryControl {
-  return {
-    attemptsMade: job.attemptsMade,
-    maxAttempts: job.opts.attempts ?? 1,
-    reconcileRound: Number(job.data?.reconcileRound ?? 0),
-    async deferUntil(at, reconcileRound) {
-      if (reconcileRound !== undefined) await job.updateData({ ...job.data, reconcileRound });
-      await job.moveToDelayed(at.getTime(), ctx.token);
-      throw new DelayedError();
-    },
-    async rateLimited(ms) {
-      await ctx.queues.get('delivery').rateLimit(ms);
-      throw Worker.RateLimitError();
-    },
-  };
+/**
+ * BullMQ keeps a failed job's message and stack in Redis (`failedReason`, `stacktrace`) and hands them to every
+ * `failed` listener. A failed query's message holds its parameters: what BullMQ gets is the same error without them.
+ */
+function withoutQueryText(err: unknown): unknown {
+  const sqlState = databaseErrorCode(err);
+  if (sqlState === undefined && !(err instanceof Error && err.message.includes('Failed query:'))) return err;
+  const safe = new Error(safeErrorMessage(err));
+  safe.name = (err as Error).name ?? 'Error';
+  safe.stack = safeErrorStack(err) ?? safe.stack;
+  Object.assign(safe, { code: sqlState });
+  return safe;
+}
+
+/** A permanent failure's reason as BullMQ keeps it: `CODE: message`, or a refused query's message without its values. */
+function permanentReason(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && databaseErrorCode(err) === undefined ? `${code}: ${safeErrorMessage(err)}` : safeErrorMessage(err);
 }
 
 /** Errors BullMQ uses for control flow; they are not failures and must pass through untouched. */
@@ -135,6 +171,7 @@ export interface WorkerPoolOptions {
   queues: QueueRegistry;
   logger: Logger;
   deadLetters: DeadLetterQueue;
+  /** Processors used instead of {@link PROCESSORS} for the queues they name. */
   processors?: ProcessorMap;
   services: Services;
   /** How long a dead-letter write that failed is put off before the job runs again (ms). */
@@ -144,23 +181,19 @@ export interface WorkerPoolOptions {
 }
 
 export class WorkerPool {
-  private readonly workers = new Map<QueueName, { worker: Worker; connection: Redis }>();
+  private readonly workers = new Map<QueueName, { worker: Worker; connection: RedisClient }>();
   private closing: Promise<void> | undefined;
-  private readonly processors: ProcessorMap;
+  private readonly processors: { readonly [Q in QueueName]: Processor<Q> };
 
   constructor(private readonly options: WorkerPoolOptions) {
-    this.processors = options.processors ?? PROCESSORS;
+    this.processors = { ...PROCESSORS, ...options.processors };
   }
 
-  /** Starts workers for the queues asked for that have a processor; returns the names started. */
+  /** Starts a worker for each queue asked for that is not served yet; returns the names started. */
   async start(queueNames: readonly QueueName[] = this.options.config.workers.queues): Promise<QueueName[]> {
     const started: QueueName[] = [];
     for (const name of queueNames) {
       if (this.workers.has(name)) continue;
-      if (!this.processors[name]) {
-        this.options.logger.info({ queue: name }, 'No processor for this queue yet: not served');
-        continue;
-      }
       this.startOne(name);
       started.push(name);
     }
@@ -178,14 +211,14 @@ export class WorkerPool {
     const { config, logger, deadLetters } = this.options;
     const processor = this.processors[name] as Processor<Q>;
     const ctx: ProcessorContext = { db: this.options.db, queues: this.options.queues, logger, config, services: this.options.services, token: undefined };
-    const connection = getRedisConnection({ url: config.redis.url }, 'worker', { connectionName: `smsblossom-worker-${name}` });
+    const connection = getRedisConnection(config.redis, 'worker', { connectionName: `smsblossom-worker-${name}` });
     connection.on('error', (err) => logger.warn({ queue: name, err: err.message }, 'Worker Redis connection error'));
     const retryDelay = this.options.deadLetterRetryDelayMs ?? 30_000;
 
     const run = async (job: Job, token?: string): Promise<unknown> => {
       const jobLogger = logger.child({ queue: name, jobId: job.id, requestId: job.data?.requestId, shopId: job.data?.shopId });
       try {
-        const data = parseJobData(name, job.name, job.data);
+        const data = parseJobData(name, job.name, job.data, job.timestamp);
         return await processor(job, data, { ...ctx, logger: jobLogger, token });
       } catch (err) {
         if (CONTROL_FLOW_ERRORS.has((err as Error)?.name)) throw err;
@@ -199,8 +232,9 @@ export class WorkerPool {
             throw new DelayedError();
           }
         }
-        if (isAppError(err) && err.permanent) throw new UnrecoverableError(`${err.code}: ${err.message}`);
-        throw err;
+        // The one place a permanent failure becomes BullMQ's: the processors and the domain only throw it.
+        if (isPermanentFailure(err)) throw new UnrecoverableError(permanentReason(err));
+        throw withoutQueryText(err);
       }
     };
 
@@ -243,7 +277,7 @@ export class WorkerPool {
     worker.on('failed', (job, error) => {
       if (job) observe(job, 'failed');
       if (!job) {
-        logger.error({ queue: name, error: error.message }, 'Job failed');
+        logger.error({ queue: name, error: safeErrorMessage(error) }, 'Job failed');
         return;
       }
       const final = isFinalFailure(job, error, true);
@@ -252,7 +286,7 @@ export class WorkerPool {
           jobId: job.id,
           queue: name,
           jobName: job.name,
-          error: error.message,
+          error: safeErrorMessage(error),
           attemptsMade: job.attemptsMade,
           final,
           requestId: job.data?.requestId,
@@ -310,31 +344,4 @@ export class WorkerPool {
     })();
     return this.closing;
   }
-}
-
-/**
- * Parses `--queues a,b` (or `--queues=a,b`) from argv into distinct queue names, in the order given; undefined when
- * the flag is absent. A flag with no names (`--queues`, `--queues=`, `--queues ,`, `--queues --other`) is an error
- * rather than an empty list: a worker process serving no queue would look healthy and do nothing.
- */
-export function queuesFromArgv(argv: readonly string[]): QueueName[] | undefined {
-  const i = argv.findIndex((a) => a === '--queues' || a.startsWith('--queues='));
-  if (i < 0) return undefined;
-  const arg = argv[i]!;
-  const value = arg === '--queues' ? argv[i + 1] : arg.slice('--queues='.length);
-  const names = value === undefined || value.startsWith('-') ? [] : value.split(',').map((s) => s.trim()).filter(Boolean);
-  if (!names.length) throw new AppError('VALIDATION_FAILED', `--queues needs a comma-separated list of queue names (${QUEUE_NAMES.join(', ')})`);
-  for (const n of names) {
-    if (!(QUEUE_NAMES as readonly string[]).includes(n)) {
-      throw new AppError('UNKNOWN_QUEUE', `unknown queue "${n}" (known: ${QUEUE_NAMES.join(', ')})`);
-    }
-  }
-  return [...new Set(names)] as QueueName[];
-}
-
-// Run as a process of its own: `tsx src/queue/worker.ts [--queues a,b]`. Not awaited at top level: cli.ts imports
-// this module, and a top-level await here would leave that import cycle waiting on itself.
-// Compared as URLs, so a path with spaces or non-ASCII characters (percent-encoded in import.meta.url) still matches.
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  void import('../cli.js').then(({ runFromCli }) => runFromCli(['worker', ...process.argv.slice(2)]));
 }

@@ -48,3 +48,15 @@ export function checkConsent(contact: ConsentContact, kind: ConsentKind): RuleRe
   }
   return { allowed: true };
 }
+
+// The consent ledger's precedence (what may overwrite a stored consent) is applied by db/contacts.ts where it writes.
+export {
+  decideConsent,
+  isOptedOut,
+  optedOutAtAfter,
+  type ConsentDecision,
+  type ConsentOrigin,
+  type ConsentRefusal,
+  type IncomingConsent,
+  type StoredConsent,
+} from '../db/consentLedger.js';

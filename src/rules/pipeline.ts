@@ -11,8 +11,9 @@
  *  4. dedupe         no message exists yet for this automation and object (order id, checkout token, fulfillment id).
  *  5. frequency_cap  marketing only: fewer than `max` sends to this contact in the window (default 1 per 24 h).
  *                    Transactional automations are exempt.
- *  6. quiet_hours    inside the window (default 21:00–08:00, recipient's zone, else the shop's) a message is deferred
- *                    to the window's end, never dropped. Transactional automations bypass by default
+ *  6. quiet_hours    inside the window (default 21:00–08:00 in the recipient's zone: address, phone area code, all
+ *                    zones of a multi-zone country, else the shop's) a message is deferred to the window's end, never
+ *                    dropped. Transactional automations bypass by default
  *                    (`quietHoursBypass`).
  *
  * Consent first, so a merchant sees "opted out" rather than a less telling reason. The cap is checked before quiet
@@ -28,13 +29,7 @@
 import { checkConsent, type ConsentContact, type ConsentKind, type ConsentReason } from './consent.js';
 import { evaluateCondition, type Condition } from './conditions.js';
 import { capDecision, DEFAULT_FREQUENCY_CAP, type FrequencyCap } from './frequencyCap.js';
-import {
-  DEFAULT_QUIET_HOURS,
-  quietHoursDecision,
-  resolveTimezone,
-  timezoneForAddress,
-  type QuietHoursWindow,
-} from './quietHours.js';
+import { DEFAULT_QUIET_HOURS, quietHoursDecisionAll, recipientZones, type QuietHoursWindow } from './quietHours.js';
 
 export const RULE_ORDER = ['consent', 'enabled', 'conditions', 'dedupe', 'frequency_cap', 'quiet_hours'] as const;
 export type RuleName = (typeof RULE_ORDER)[number];
@@ -165,9 +160,8 @@ const RULES: Record<RuleName, (input: RuleInput) => Verdict> = {
     const enabled = a.quietHours?.enabled ?? true;
     const window = a.quietHours?.window ?? DEFAULT_QUIET_HOURS;
     if (!enabled) return { outcome: 'pass', detail: 'quiet hours off' };
-    const contactTz = input.contact.timezone ?? timezoneForAddress(input.contact.countryCode, input.contact.provinceCode);
-    const tz = resolveTimezone(contactTz, input.shopTimezone);
-    const d = quietHoursDecision({ now: input.now, timezone: tz.timezone, window, enabled });
+    const tz = recipientZones(input.contact, input.shopTimezone, input.now);
+    const d = quietHoursDecisionAll({ now: input.now, zones: tz.zones, window, enabled });
     const where = `${window.start}-${window.end} ${d.timezone} (${d.timezoneFallback ? 'invalid zone, UTC' : tz.source})`;
     if (d.allowed) return { outcome: 'pass', detail: `outside ${where}` };
     return { outcome: 'defer', until: d.deferUntil, detail: `inside ${where}; until ${d.deferUntil.toISOString()}` };

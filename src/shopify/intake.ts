@@ -8,12 +8,14 @@
  */
 import { createHash } from 'node:crypto';
 import type { Db } from '../db/client.js';
-import { deleteUnqueuedEvent, insertEvent, markEventQueued, type StoredEvent } from '../db/events.js';
+import { deleteUnqueuedEvent, insertEvent, insertRejectedEvent, type StoredEvent } from '../db/events.js';
 import { AppError, isAppError } from '../errors.js';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../json.js';
 import type { Logger } from '../logger.js';
 import { jobIdFrom, type QueueRegistry } from '../queue/queues.js';
 import { verifyWebhookHmac } from './hmac.js';
-import { isTopic } from './topics.js';
+import { isShopDomain } from './shopDomain.js';
+import { isTopic, PRIVACY_TOPICS } from './topics.js';
 
 export interface IntakeDeps {
   db: Db;
@@ -38,9 +40,6 @@ export interface WebhookAccepted {
   jobId: string | null;
 }
 
-// DNS labels: letters, digits and inner hyphens. Stricter than the `events` job schema, so a domain accepted here is
-// never refused at enqueue time (which would turn a bad request into an endless 503).
-const SHOP_DOMAIN = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$/i;
 /** Longest object id kept; the `events` job schema allows no more. */
 const MAX_OBJECT_ID = 255;
 /** Characters PostgreSQL `jsonb` refuses: NUL and unpaired UTF-16 surrogates. */
@@ -90,23 +89,23 @@ function storable(_key: string, value: unknown): unknown {
   return value;
 }
 
-/** Checks signature and shape; returns what is needed to persist, or throws a typed 4xx error. */
-export function parseWebhook(req: WebhookRequest, secret: string) {
+/** A signed body that cannot be taken (not JSON, too deep, not an object): refused for good, and recorded as such. */
+export class RejectedWebhookBody extends AppError {
+  constructor(
+    readonly headers: ReturnType<typeof parseWebhookHeaders>,
+    code: 'INVALID_JSON' | 'INVALID_PAYLOAD',
+    message: string,
+  ) {
+    super(code, message);
+  }
+}
+
+/** Checks the signature and the headers; throws a typed 4xx error. */
+function parseWebhookHeaders(req: WebhookRequest, secret: string) {
   const hmac = header(req.headers, 'x-shopify-hmac-sha256');
   if (!hmac) throw new AppError('INVALID_SIGNATURE', 'X-Shopify-Hmac-Sha256 header is missing');
   if (!verifyWebhookHmac(req.rawBody, hmac, secret)) {
     throw new AppError('INVALID_SIGNATURE', 'X-Shopify-Hmac-Sha256 does not match the request body');
-  }
-  let payload: unknown;
-  try {
-    const text = utf8.decode(req.rawBody);
-    // The reviver costs; only payloads that need it pay for it.
-    payload = JSONB_UNSAFE_ESCAPE.test(text) ? JSON.parse(text, storable) : JSON.parse(text);
-  } catch (err) {
-    throw new AppError('INVALID_JSON', `request body is not valid JSON: ${(err as Error).message}`);
-  }
-  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
-    throw new AppError('INVALID_PAYLOAD', 'request body must be a JSON object');
   }
   const headerTopic = header(req.headers, 'x-shopify-topic');
   const topic = headerTopic ?? req.pathTopic;
@@ -117,8 +116,8 @@ export function parseWebhook(req: WebhookRequest, secret: string) {
   }
   const shopDomain = header(req.headers, 'x-shopify-shop-domain')?.toLowerCase();
   if (!shopDomain) throw new AppError('MISSING_HEADER', 'X-Shopify-Shop-Domain header is missing');
-  if (!SHOP_DOMAIN.test(shopDomain) || shopDomain.length > 255) {
-    throw new AppError('VALIDATION_FAILED', `X-Shopify-Shop-Domain: "${shopDomain.slice(0, 60)}" is not a shop domain`);
+  if (!isShopDomain(shopDomain)) {
+    throw new AppError('VALIDATION_FAILED', `X-Shopify-Shop-Domain: "${shopDomain.slice(0, 60)}" is not a <name>.myshopify.com shop`);
   }
   const eventId = header(req.headers, 'x-shopify-event-id')?.slice(0, 255) ?? null;
   // Shopify always sends a webhook id; without one, identical bodies of one topic are taken as the same delivery.
@@ -127,19 +126,80 @@ export function parseWebhook(req: WebhookRequest, secret: string) {
     (eventId ? `event-${eventId}` : `sha256-${createHash('sha256').update(topic).update(req.rawBody).digest('hex')}`);
   const triggeredRaw = header(req.headers, 'x-shopify-triggered-at');
   const triggeredAt = triggeredRaw && !Number.isNaN(Date.parse(triggeredRaw)) ? new Date(triggeredRaw) : null;
-  return {
-    topic,
-    shopDomain,
-    webhookId,
-    eventId,
-    triggeredAt,
-    apiVersion: header(req.headers, 'x-shopify-api-version')?.slice(0, 20) ?? null,
-    payload: payload as Record<string, unknown>,
-  };
+  return { topic, shopDomain, webhookId, eventId, triggeredAt, apiVersion: header(req.headers, 'x-shopify-api-version')?.slice(0, 20) ?? null };
+}
+
+/**
+ * The shop a signed body names (`shop_domain`, which the privacy topics always carry) must be the one of the unsigned
+ * `X-Shopify-Shop-Domain` header: a body signed for shop A sent with shop B's header would otherwise erase B.
+ */
+function checkShopNamedInBody(topic: string, shopDomain: string, payload: Record<string, unknown>): void {
+  const named = payload.shop_domain;
+  if (typeof named !== 'string') {
+    // Privacy topics erase or export data: the shop they act on must be named by the signed body too.
+    if (PRIVACY_TOPICS.has(topic)) throw new AppError('SHOP_DOMAIN_MISMATCH', `${topic}: the body does not name its shop (shop_domain)`);
+    return;
+  }
+  if (named.trim().toLowerCase() !== shopDomain) {
+    throw new AppError('SHOP_DOMAIN_MISMATCH', `X-Shopify-Shop-Domain "${shopDomain}" is not the shop the signed body names`);
+  }
+}
+
+/** Checks signature, headers and shape; returns what is needed to persist, or throws a typed 4xx error. */
+export function parseWebhook(req: WebhookRequest, secret: string) {
+  const headers = parseWebhookHeaders(req, secret);
+  let text: string;
+  try {
+    text = utf8.decode(req.rawBody);
+  } catch (err) {
+    throw new RejectedWebhookBody(headers, 'INVALID_JSON', `request body is not valid UTF-8: ${(err as Error).message}`);
+  }
+  // Before parsing: JSON.parse takes any depth, but storing the result (JSON.stringify, the jsonb parser) overflows.
+  if (jsonDepthExceeds(text)) throw new RejectedWebhookBody(headers, 'INVALID_PAYLOAD', `request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
+  let payload: unknown;
+  try {
+    // The reviver costs; only payloads that need it pay for it.
+    payload = JSONB_UNSAFE_ESCAPE.test(text) ? JSON.parse(text, storable) : JSON.parse(text);
+  } catch (err) {
+    throw new RejectedWebhookBody(headers, 'INVALID_JSON', `request body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
+    throw new RejectedWebhookBody(headers, 'INVALID_PAYLOAD', 'request body must be a JSON object');
+  }
+  checkShopNamedInBody(headers.topic, headers.shopDomain, payload as Record<string, unknown>);
+  return { ...headers, payload: payload as Record<string, unknown> };
+}
+
+/**
+ * Records a signed delivery whose body cannot be taken, as an event `failed` / `rejected` without payload, so an
+ * operator sees it and a retry of it is recognisable; then refuses it with the same 400.
+ */
+async function rejectBody(err: RejectedWebhookBody, req: WebhookRequest, deps: IntakeDeps): Promise<never> {
+  const h = err.headers;
+  await insertRejectedEvent(deps.db, {
+    shopDomain: h.shopDomain,
+    topic: h.topic,
+    webhookId: h.webhookId,
+    eventId: h.eventId,
+    apiVersion: h.apiVersion,
+    triggeredAt: h.triggeredAt,
+    requestId: req.requestId,
+    error: `${err.code}: ${err.message}`.slice(0, 500),
+  }).catch((dbErr: Error) =>
+    deps.logger.warn({ requestId: req.requestId, shopId: h.shopDomain, err: dbErr }, 'Rejected webhook not recorded'),
+  );
+  deps.logger.info({ requestId: req.requestId, shopId: h.shopDomain, topic: h.topic, webhookId: h.webhookId, code: err.code }, 'Webhook rejected: body cannot be taken');
+  throw err;
 }
 
 export async function acceptWebhook(req: WebhookRequest, deps: IntakeDeps): Promise<WebhookAccepted> {
-  const w = parseWebhook(req, deps.secret);
+  let w: ReturnType<typeof parseWebhook>;
+  try {
+    w = parseWebhook(req, deps.secret);
+  } catch (err) {
+    if (err instanceof RejectedWebhookBody) return rejectBody(err, req, deps);
+    throw err;
+  }
   const log = deps.logger.child({ requestId: req.requestId, shopId: w.shopDomain, topic: w.topic, webhookId: w.webhookId });
   const objectId = objectIdOf(w.payload);
 
@@ -164,6 +224,8 @@ export async function acceptWebhook(req: WebhookRequest, deps: IntakeDeps): Prom
     throw new AppError('DATABASE_UNAVAILABLE', 'the event could not be stored; retry later', { cause: err });
   }
 
+  // A row still `received` is not finished: its job is added again under the same id, which BullMQ ignores while the
+  // job exists and which re-queues one that was lost (an earlier attempt whose enqueue failed, Redis restarted empty).
   if (duplicate && row.status !== 'received') {
     log.info({ eventRowId: row.id }, 'Duplicate webhook ignored');
     return { duplicate: true, eventId: row.id, jobId: null };
@@ -179,7 +241,7 @@ export async function acceptWebhook(req: WebhookRequest, deps: IntakeDeps): Prom
           topic: row.topic,
           shopId: row.shopDomain,
           objectId: row.objectId,
-          raw: w.payload,
+          storedEventId: row.id,
           webhookId: row.webhookId,
           ...(row.eventId ? { eventId: row.eventId } : {}),
           ...(row.triggeredAt ? { triggeredAt: row.triggeredAt.toISOString() } : {}),
@@ -197,11 +259,8 @@ export async function acceptWebhook(req: WebhookRequest, deps: IntakeDeps): Prom
     log.error({ err: (err as Error).message }, 'Webhook not accepted: queue unavailable');
     throw new AppError('REDIS_UNAVAILABLE', 'the event could not be queued; retry later', { cause: err });
   }
-  await markEventQueued(deps.db, row.id).catch((err: Error) =>
-    // The job is in Redis and the row exists: the event is safe. The status catches up when the job is processed
-    // (markEventDone does not require `queued`).
-    log.warn({ err: err.message }, 'Event queued but its status could not be updated'),
-  );
-  log.info({ eventRowId: row.id, jobId, duplicate }, duplicate ? 'Webhook re-queued (earlier attempt was not queued)' : 'Webhook accepted');
+  // One statement and one enqueue: the row stays `received` until the events worker marks it done. A job lost with
+  // Redis after this point is found by `reconcile` (a row still `received` with no job under its id).
+  log.info({ eventRowId: row.id, jobId, duplicate }, duplicate ? 'Duplicate webhook of an unfinished event: its job added again' : 'Webhook accepted');
   return { duplicate, eventId: row.id, jobId };
 }

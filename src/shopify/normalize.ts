@@ -1,5 +1,6 @@
 import { AppError } from '../errors.js';
 import { pickCountry } from './phone.js';
+import { PRIVACY_TOPICS } from './topics.js';
 
 export type ConsentState = 'not_subscribed' | 'pending' | 'subscribed' | 'unsubscribed' | 'redacted';
 
@@ -94,6 +95,15 @@ export interface PrivacyContext {
   dataRequestId: string | null;
 }
 
+/** What `shop/update` says about the shop (its REST `Shop` resource). */
+export interface ShopContext {
+  name: string | null;
+  /** IANA zone (`iana_timezone`), as Shopify sends it; validated where it is stored. */
+  timezone: string | null;
+  countryCode: string | null;
+  currency: string | null;
+}
+
 interface Base {
   topic: string;
   shopId: string;
@@ -112,7 +122,7 @@ export type EventContext =
   | (Base & { kind: 'customer'; customer: CustomerContext })
   | (Base & { kind: 'inventory'; inventory: InventoryContext })
   | (Base & { kind: 'privacy'; privacy: PrivacyContext })
-  | (Base & { kind: 'shop' })
+  | (Base & { kind: 'shop'; shop: ShopContext | null })
   | (Base & { kind: 'unknown' });
 
 export type EventKind = EventContext['kind'];
@@ -135,12 +145,13 @@ const CUSTOMER_TOPICS = new Set([
   'customers/update',
   'customers/enable',
   'customers/disable',
-  'customers/marketing_consent_update',
+  // The SMS consent topic. Its body is {id, phone, sms_marketing_consent}; since API 2025-01 it is the only webhook
+  // that reports SMS consent (customer payloads elsewhere no longer carry it).
+  'customers_marketing_consent/update',
   'customers/delete',
 ]);
 const INVENTORY_TOPICS = new Set(['inventory_levels/update', 'inventory_levels/connect', 'inventory_levels/disconnect']);
-const PRIVACY_TOPICS = new Set(['customers/data_request', 'customers/redact']);
-const SHOP_TOPICS = new Set(['shop/redact', 'app/uninstalled']);
+const SHOP_TOPICS = new Set(['shop/update', 'shop/redact', 'app/uninstalled']);
 
 /** Which EventContext kind a webhook topic maps to. */
 export function topicKind(topic: string): EventKind {
@@ -150,8 +161,9 @@ export function topicKind(topic: string): EventKind {
   if (FULFILLMENT_TOPICS.has(t)) return 'fulfillment';
   if (CUSTOMER_TOPICS.has(t)) return 'customer';
   if (INVENTORY_TOPICS.has(t)) return 'inventory';
-  if (PRIVACY_TOPICS.has(t)) return 'privacy';
+  // Before the privacy topics: `shop/redact` is one of them, but its context is the shop's (it names no customer).
   if (SHOP_TOPICS.has(t)) return 'shop';
+  if (PRIVACY_TOPICS.has(t)) return 'privacy';
   return 'unknown';
 }
 
@@ -462,7 +474,7 @@ function normalizeFulfillment(topic: string, shopId: string, raw: Obj): EventCon
 }
 
 function normalizeCustomer(topic: string, shopId: string, raw: Obj): EventContext {
-  // customers/marketing_consent_update sends {id, phone, sms_marketing_consent}; `customer_id` seen in older shapes.
+  // customers_marketing_consent/update sends {id, phone, sms_marketing_consent}; `customer_id` seen in older shapes.
   const idField = raw.id === undefined && raw.customer_id !== undefined ? 'customer_id' : 'id';
   const id = requireId(topic, idField, raw[idField]);
   const customer = buildCustomer(raw);
@@ -499,6 +511,15 @@ function normalizePrivacy(topic: string, shopId: string, raw: Obj): EventContext
   return { kind: 'privacy', topic, shopId, objectId: privacy.customerId, privacy };
 }
 
+function buildShop(raw: Obj): ShopContext {
+  return {
+    name: str(raw.name),
+    timezone: str(raw.iana_timezone),
+    countryCode: pickCountry(str(raw.country_code)),
+    currency: str(raw.currency),
+  };
+}
+
 /**
  * Reduces a Shopify webhook payload to the fields SMS Blossom uses. Pure; throws AppError INVALID_PAYLOAD only when
  * the payload is not an object or lacks the identifier of its topic's object. Other odd fields become null/empty.
@@ -520,7 +541,7 @@ export function normalizeEventContext(topic: string, raw: unknown, shopId: strin
     case 'privacy':
       return normalizePrivacy(t, shopId, raw);
     case 'shop':
-      return { kind: 'shop', topic: t, shopId, objectId: null };
+      return { kind: 'shop', topic: t, shopId, objectId: idOf(raw.id), shop: t === 'shop/update' ? buildShop(raw) : null };
     case 'unknown':
       return { kind: 'unknown', topic: t, shopId, objectId: idOf(raw.id) };
   }

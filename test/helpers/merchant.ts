@@ -31,3 +31,28 @@ export async function sessionToken(shop: string, o: TokenOptions = {}): Promise<
 export async function merchantHeaders(shop: string, o: TokenOptions = {}): Promise<Record<string, string>> {
   return { authorization: `Bearer ${await sessionToken(shop, o)}` };
 }
+
+interface ContactsPage {
+  items: Array<{ id: number; smsConsent: string }>;
+  nextBeforeId: number | null;
+}
+
+/**
+ * Every contact of a merchant's list, page by page through `GET /api/contacts` (`get` answers one URL): how many, and
+ * how many in each consent state. Throws if a contact comes twice.
+ */
+export async function listAllContacts(get: (url: string) => Promise<ContactsPage>): Promise<{ count: number; byState: Record<string, number> }> {
+  const listed = new Map<number, string>();
+  for (let beforeId: number | null = null; ; ) {
+    const page: ContactsPage = await get(`/api/contacts?limit=200${beforeId ? `&beforeId=${beforeId}` : ''}`);
+    for (const c of page.items) {
+      if (listed.has(c.id)) throw new Error(`contact ${c.id} listed twice`);
+      listed.set(c.id, c.smsConsent);
+    }
+    if (page.nextBeforeId === null) break;
+    beforeId = page.nextBeforeId;
+  }
+  const byState: Record<string, number> = {};
+  for (const state of listed.values()) byState[state] = (byState[state] ?? 0) + 1;
+  return { count: listed.size, byState };
+}

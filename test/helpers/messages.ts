@@ -32,7 +32,7 @@ export async function seedContact(db: Db, shopDomain: string, phone: string, sta
     tags: null,
     countryCode: 'CH',
     provinceCode: null,
-    consent: { state, optInLevel: 'single_opt_in', updatedAt: new Date(Date.now() - 60_000), source: 'test' },
+    consent: { state, optInLevel: 'single_opt_in', updatedAt: new Date(Date.now() - 60_000), source: 'test', origin: 'shopify' },
   });
   return { shop, contact: result!.contact };
 }
@@ -45,6 +45,7 @@ export interface SeedMessageOptions {
   sender?: string;
   body?: string;
   consent?: ConsentState;
+  checkoutToken?: string;
 }
 
 /** Shop, contact and a `queued` message row (created by `reserveMessage`, as the automations processor does). */
@@ -68,6 +69,7 @@ export async function seedMessage(db: Db, o: SeedMessageOptions = {}): Promise<{
       renderWarnings: [],
       scheduledFor: null,
       requestId,
+      ...(o.checkoutToken ? { checkoutToken: o.checkoutToken } : {}),
     },
     null,
   );

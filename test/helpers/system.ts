@@ -10,13 +10,17 @@ import { createLogger, type Logger } from '../../src/logger.js';
 import type { SmsProvider } from '../../src/messages/providers/types.js';
 import type { ProcessorMap } from '../../src/queue/worker.js';
 import { startSystem, type System } from '../../src/system.js';
+import { testDatabaseUrl, testRedisUrl } from './serviceUrls.js';
 
 export type DbKind = 'postgres' | 'pglite';
 export const DB_KINDS: DbKind[] = ['postgres', 'pglite'];
 
-/** PostgreSQL for tests; CI and developers have one on 127.0.0.1:5432 with trust auth. */
-export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+/**
+ * PostgreSQL and Redis for tests: 127.0.0.1:5432 (trust auth) and :6379 unless TEST_DATABASE_URL / TEST_REDIS_URL say
+ * otherwise; when nothing answers there, the global setup (test/globalServices.ts) started private ones and set both.
+ */
+export const TEST_DATABASE_URL = testDatabaseUrl();
+export const TEST_REDIS_URL = testRedisUrl();
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 export const SHOPIFY_SECRET = 'test-shopify-secret';
 

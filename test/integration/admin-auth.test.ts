@@ -20,7 +20,7 @@ describe('merchant auth and shop isolation', () => {
   let a: Record<string, string>;
   let b: Record<string, string>;
   /** Shop B's rows, which shop A's token must never reach. */
-  const bRows = { contactId: 0, automationId: 0, messageId: 0 };
+  const bRows = { contactId: 0, automationId: 0, messageId: 0, segmentId: 0, campaignId: 0 };
 
   beforeAll(async () => {
     sys = await startTestSystem('postgres', { env: ENV });
@@ -39,7 +39,7 @@ describe('merchant auth and shop isolation', () => {
       tags: null,
       countryCode: 'US',
       provinceCode: null,
-      consent: { state: 'subscribed', optInLevel: 'single_opt_in', updatedAt: null, source: 'test' },
+      consent: { state: 'subscribed', optInLevel: 'single_opt_in', updatedAt: null, source: 'test', origin: 'shopify' },
     });
     bRows.contactId = c!.contact.id;
     const m = await reserveMessage(
@@ -66,6 +66,13 @@ describe('merchant auth and shop isolation', () => {
     );
     if (m.outcome === 'capped') throw new Error('no cap was given');
     bRows.messageId = m.message.id;
+    // B's segment and campaign, made the way B's embedded app makes them: with B's session token.
+    const segment = await sys.app!.inject({ method: 'POST', url: '/api/segments', headers: b, payload: { name: 'Bravo VIPs', filter: { tags: { any: ['vip'] } } } });
+    expect(segment.statusCode, segment.body).toBe(201);
+    bRows.segmentId = segment.json().id;
+    const campaign = await sys.app!.inject({ method: 'POST', url: '/api/campaigns', headers: b, payload: { name: 'Bravo sale', body: 'Sale!', segmentId: bRows.segmentId } });
+    expect(campaign.statusCode, campaign.body).toBe(201);
+    bRows.campaignId = campaign.json().id;
   });
   afterAll(async () => {
     await sys?.teardown();
@@ -80,6 +87,16 @@ describe('merchant auth and shop isolation', () => {
     expect((await get('/api/settings', b)).json().shop).toBe(SHOP_B);
   });
 
+  it("accepts a token from an admin whose clock is 8 s off either way (Shopify's 10 s leeway)", async () => {
+    for (const skew of [{ notBeforeIn: 8 }, { expiresIn: -8 }]) {
+      const res = await get('/api/campaigns', await merchantHeaders(SHOP_A, skew));
+      expect(res.statusCode, JSON.stringify(skew)).toBe(200);
+    }
+    for (const skew of [{ notBeforeIn: 12 }, { expiresIn: -12 }]) {
+      expect((await get('/api/campaigns', await merchantHeaders(SHOP_A, skew))).statusCode, JSON.stringify(skew)).toBe(401);
+    }
+  });
+
   it.each([
     ['no token', async () => ({})],
     ['an expired token', () => merchantHeaders(SHOP_A, { expiresIn: -60 })],
@@ -89,10 +106,78 @@ describe('merchant auth and shop isolation', () => {
     ['a token signed with HS512', () => merchantHeaders(SHOP_A, { alg: 'HS512' })],
     ['a token whose iss names another shop', () => merchantHeaders(SHOP_A, { iss: `https://${SHOP_B}/admin` })],
     ['a token that is not a JWT', async () => ({ authorization: 'Bearer not.a.jwt' })],
-  ])('refuses %s with 401', async (_name, headers) => {
-    const res = await get('/api/automations', await headers());
-    expect(res.statusCode).toBe(401);
-    expect(res.json().error.code).toBe('UNAUTHORIZED');
+    ['the operator token (merchant routes take session tokens only)', async () => ({ authorization: `Bearer ${ADMIN_TOKEN}` })],
+  ])('refuses %s with 401, on every merchant route family', async (_name, headers) => {
+    const h = await headers();
+    for (const url of ['/api/automations', '/api/segments', `/api/segments/${bRows.segmentId}`, '/api/campaigns', `/api/campaigns/${bRows.campaignId}/progress`, '/api/reports?from=2026-01-01&to=2026-01-31']) {
+      const res = await get(url, h);
+      expect(res.statusCode, url).toBe(401);
+      expect(res.json().error.code, url).toBe('UNAUTHORIZED');
+    }
+    for (const [url, payload] of [
+      ['/api/segments', { name: 'sneaky', filter: { hasPhone: true } }],
+      ['/api/campaigns', { name: 'sneaky', body: 'Hi' }],
+      [`/api/campaigns/${bRows.campaignId}/send`, undefined],
+    ] as const) {
+      const res = await sys.app!.inject({ method: 'POST', url, headers: h, payload });
+      expect(res.statusCode, url).toBe(401);
+      expect(res.json().error.code, url).toBe('UNAUTHORIZED');
+    }
+    expect((await get('/api/campaigns', b)).json().items).toHaveLength(1);
+    expect((await get(`/api/campaigns/${bRows.campaignId}`, b)).json().status).toBe('draft');
+  });
+
+  it("keeps segments and campaigns to the token's shop: another shop's are 404, never 403, and are not changed", async () => {
+    const { segmentId, campaignId } = bRows;
+    const call = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, payload?: object) => sys.app!.inject({ method, url, headers: a, payload });
+    const attempts: Array<[ 'GET' | 'POST' | 'PATCH' | 'DELETE', string, object?]> = [
+      ['GET', `/api/segments/${segmentId}`],
+      ['GET', `/api/segments/${segmentId}/preview`],
+      ['PATCH', `/api/segments/${segmentId}`, { name: 'taken over' }],
+      ['POST', '/api/segments/preview', { segmentId }],
+      ['POST', '/api/segments/estimate', { segmentId, body: 'Hi' }],
+      ['DELETE', `/api/segments/${segmentId}`],
+      ['GET', `/api/campaigns/${campaignId}`],
+      ['PATCH', `/api/campaigns/${campaignId}`, { name: 'taken over' }],
+      ['GET', `/api/campaigns/${campaignId}/estimate`],
+      ['GET', `/api/campaigns/${campaignId}/progress`],
+      ['POST', `/api/campaigns/${campaignId}/test`, { phone: '+41 79 000 00 01' }],
+      ['POST', `/api/campaigns/${campaignId}/schedule`, { at: '2030-01-01T09:00' }],
+      ['POST', `/api/campaigns/${campaignId}/send`],
+      ['POST', `/api/campaigns/${campaignId}/pause`],
+      ['POST', `/api/campaigns/${campaignId}/resume`],
+      ['POST', `/api/campaigns/${campaignId}/cancel`],
+    ];
+    for (const [method, url, payload] of attempts) {
+      const res = await call(method, url, payload);
+      expect(res.statusCode, `${method} ${url}: ${res.body}`).toBe(404);
+      expect(res.json().error.code, `${method} ${url}`).toBe('NOT_FOUND');
+    }
+    // A's campaign cannot take B's segment as its audience either.
+    const borrowed = await call('POST', '/api/campaigns', { name: 'borrowed', body: 'Hi', segmentId });
+    expect(borrowed.statusCode, borrowed.body).toBe(404);
+    const own = await call('POST', '/api/campaigns', { name: 'own', body: 'Hi' });
+    expect(own.statusCode, own.body).toBe(201);
+    const repointed = await call('PATCH', `/api/campaigns/${own.json().id}`, { segmentId });
+    expect(repointed.statusCode, repointed.body).toBe(404);
+    // A's lists hold none of B's.
+    expect((await get('/api/segments', a)).json().items).toEqual([]);
+    expect((await get('/api/campaigns', a)).json().items.map((c: { id: number }) => c.id)).toEqual([own.json().id]);
+    // B's are as B left them.
+    expect((await get(`/api/segments/${segmentId}`, b)).json()).toMatchObject({ id: segmentId, name: 'Bravo VIPs' });
+    expect((await get(`/api/campaigns/${campaignId}`, b)).json()).toMatchObject({ id: campaignId, name: 'Bravo sale', status: 'draft' });
+  });
+
+  it("gives a merchant the reports of the token's shop; the operator any shop's", async () => {
+    const mine = await get('/api/reports?from=2026-01-01&to=2026-01-02', a);
+    expect(mine.statusCode, mine.body).toBe(200);
+    expect(mine.json().shop).toBe(SHOP_A);
+    // The merchant route takes no shop: a `shop` asking for another is not how it chooses.
+    expect((await get(`/api/reports?from=2026-01-01&to=2026-01-02&shop=${SHOP_B}`, a)).json().shop).toBe(SHOP_A);
+    const operator = await get(`/admin/reports?shop=${SHOP_B}&from=2026-01-01&to=2026-01-02`, { authorization: `Bearer ${ADMIN_TOKEN}` });
+    expect(operator.statusCode).toBe(200);
+    expect(operator.json().shop).toBe(SHOP_B);
+    expect((await get(`/admin/reports?shop=${SHOP_B}&from=2026-01-01&to=2026-01-02`, a)).statusCode).toBe(401);
   });
 
   it("answers 404, never 403, for another shop's rows, and changes nothing", async () => {
@@ -145,7 +230,7 @@ describe('merchant auth and shop isolation', () => {
     };
     expect(doc.openapi).toMatch(/^3\.\d+\.\d+$/);
     expect(doc.info.title).toBe('SMS Blossom API');
-    expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(['adminToken', 'sessionToken']);
+    expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(['adminToken', 'callbackToken', 'metricsToken', 'operatorSession', 'sessionToken', 'shopifyHmac']);
     const expected: Array<[string, string]> = [
       ['/api/settings', 'get'],
       ['/api/settings', 'patch'],
@@ -159,6 +244,11 @@ describe('merchant auth and shop isolation', () => {
       ['/api/contacts/{id}/consent', 'post'],
       ['/api/contacts/import', 'post'],
       ['/api/messages', 'get'],
+      ['/api/segments', 'post'],
+      ['/api/segments/{id}', 'delete'],
+      ['/api/campaigns', 'post'],
+      ['/api/campaigns/{id}/send', 'post'],
+      ['/api/reports', 'get'],
     ];
     for (const [path, method] of expected) {
       const op = doc.paths[path]?.[method];

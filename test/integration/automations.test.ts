@@ -5,7 +5,7 @@
  *
  * End-to-end cases post signed webhooks through `app.inject()` and let the real `events` and `automations` workers run.
  * Cases that need a clock build the job data the way the events processor does (`normalizeEventContext`,
- * `contactInputFrom`, `upsertContact`, `forwardedContext`) and call `evaluateAutomation` with `deps.now`. No delivery
+ * `contactInputFrom`, `upsertContact`, `forwardedContext`) and call `processAutomation` with `deps.now`. No delivery
  * worker runs, so every `delivery` job stays where `automations` put it. Waits poll real job state, never sleep.
  */
 import { randomUUID } from 'node:crypto';
@@ -20,8 +20,9 @@ import { messages, messageSkips, shops, type AutomationTrigger, type Contact, ty
 import { getShopByDomain, markShopUninstalled, upsertShop } from '../../src/db/shops.js';
 import { createLogger } from '../../src/logger.js';
 import { analyzeSms, estimateCost } from '../../src/messages/encoding.js';
-import { ABANDONED_CHECKOUT_DUE, evaluateAutomation, type AutomationsDeps } from '../../src/queue/processors/automations.js';
-import { contactInputFrom, forwardedContext } from '../../src/queue/processors/events.js';
+import { ABANDONED_CHECKOUT_DUE, evaluateAutomation, type AutomationDispatch } from '../../src/automations/evaluate.js';
+import { processAutomation, type AutomationsJobDeps } from '../../src/queue/processors/automations.js';
+import { contactInputFrom, forwardedContext } from '../../src/shopify/eventContact.js';
 import { jobIdFrom, newRequestId, parseJobData, type JobData } from '../../src/queue/queues.js';
 import { normalizeEventContext } from '../../src/shopify/normalize.js';
 import { waitForJobState } from '../helpers/jobs.js';
@@ -45,6 +46,13 @@ function localTimeNear(zone: string, hour: number, minute: number): Date {
   if (t.diff(real).as('hours') > 12) t = t.minus({ days: 1 });
   if (t.diff(real).as('hours') < -12) t = t.plus({ days: 1 });
   return t.toJSDate();
+}
+
+/** The last time it was `hour:minute` in `zone`: never in the future, where the consent ledger would clamp times to now. */
+function localTimeBefore(zone: string, hour: number, minute: number): Date {
+  const real = DateTime.now().setZone(zone);
+  const t = real.set({ hour, minute, second: 0, millisecond: 0 });
+  return (t > real ? t.minus({ days: 1 }) : t).toJSDate();
 }
 
 type Consent = 'subscribed' | 'not_subscribed' | 'unsubscribed' | 'pending';
@@ -95,7 +103,7 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
 
   const db = () => sys.db.db;
 
-  function deps(now?: Date): AutomationsDeps {
+  function deps(now?: Date): AutomationsJobDeps {
     return { db: db(), queues: sys.queues, logger: silent, renderer: sys.services.renderer, sms: sys.config.sms, ...(now ? { now: () => now } : {}) };
   }
 
@@ -150,7 +158,7 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
 
   async function deliveryJobsFor(messageId: number): Promise<Job[]> {
     const jobs = await sys.queues.get('delivery').getJobs(ALL_STATES);
-    return jobs.filter((j) => j?.data?.messageId === String(messageId));
+    return jobs.filter((j) => j?.data?.messageId === messageId);
   }
 
   async function delayedChecksFor(token: string): Promise<Job[]> {
@@ -170,7 +178,7 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     expect(await listAutomations(db(), s.id)).toHaveLength(0);
 
     const other = { ...data, requestId: newRequestId() };
-    await Promise.all([evaluateAutomation(data, deps()), evaluateAutomation(other, deps())]);
+    await Promise.all([processAutomation(data, deps()), processAutomation(other, deps())]);
 
     const autos = await listAutomations(db(), s.id);
     expect(autos.map((a) => a.trigger).sort()).toEqual(['abandoned_checkout', 'fulfillment_update', 'order_created', 'order_paid', 'welcome']);
@@ -187,6 +195,37 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     // Two evaluations of one order, whoever wins: one message.
     const sent = await messagesOf(s.id);
     expect(sent).toHaveLength(1);
+  });
+
+  it('the evaluation knows no queue: it hands a queued message and a checkout to evaluate later to its dispatch', async () => {
+    const shop = newShop();
+    const handed: Array<{ op: string; arg: unknown; delayMs: number }> = [];
+    const dispatch: AutomationDispatch = {
+      deliver: async (arg, delayMs) => void handed.push({ op: 'deliver', arg, delayMs }),
+      evaluateCheckoutLater: async (arg, delayMs) => void handed.push({ op: 'evaluateCheckoutLater', arg, delayMs }),
+    };
+    const domainDeps = { db: db(), logger: silent, renderer: sys.services.renderer, sms: sys.config.sms, dispatch };
+    const event = (data: JobData<'automations'>) => ({ shopDomain: data.shopId, trigger: data.trigger, context: data.context, requestId: data.requestId });
+
+    const order = await eventJob(shop, 'orders/paid', orderBody({ consent: 'not_subscribed' }));
+    const [queued] = await evaluateAutomation(event(order.data), domainDeps);
+    expect(queued).toMatchObject({ trigger: 'order_paid', action: 'queued' });
+    const messageId = (queued as { messageId: number }).messageId;
+    expect(handed).toEqual([
+      {
+        op: 'deliver',
+        arg: { messageId, shopDomain: shop, contactId: order.contact.id, automationId: await automationId(order.shop.id, 'order_paid'), requestId: order.data.requestId },
+        delayMs: 0,
+      },
+    ]);
+    expect(await deliveryJobsFor(messageId)).toHaveLength(0);
+
+    const checkout = await eventJob(shop, 'checkouts/update', checkoutBody());
+    const token = (checkout.data.context as { checkout: { token: string } }).checkout.token;
+    // The checkout subscribes the customer, so a welcome is queued beside it.
+    expect(await evaluateAutomation(event(checkout.data), domainDeps)).toContainEqual({ trigger: 'abandoned_checkout', action: 'scheduled', delayMinutes: 30 });
+    expect(handed).toContainEqual({ op: 'evaluateCheckoutLater', arg: { shopId: checkout.shop.id, token }, delayMs: 30 * 60_000 });
+    expect(await delayedChecksFor(token)).toHaveLength(0);
   });
 
   it('orders/paid via the real workers: one rendered transactional message and one delivery job; the same job again adds nothing', async () => {
@@ -221,18 +260,18 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
 
     const jobs = await deliveryJobsFor(m.id);
     expect(jobs.map((j) => j.id)).toEqual([`msg-${m.id}`]);
-    expect(jobs[0]!.data).toMatchObject({ shopId: shop, messageId: String(m.id), automationId: String(orderPaidId), requestId: evaluated.data.requestId });
+    expect(jobs[0]!.data).toMatchObject({ shopId: shop, messageId: m.id, automationId: orderPaidId, requestId: evaluated.data.requestId });
     expect(jobs[0]!.opts.delay ?? 0).toBe(0);
 
     // The same job data again (a retry, a stalled job run twice): no second message, no second delivery job.
     const data = parseJobData('automations', 'evaluate', evaluated.data);
-    const again = await evaluateAutomation(data, deps());
+    const again = await processAutomation(data, deps());
     expect(again).toContainEqual({ trigger: 'order_paid', action: 'queued', messageId: m.id });
     expect((await messagesOf(s.id)).filter((x) => x.trigger === 'order_paid')).toHaveLength(1);
     expect(await deliveryJobsFor(m.id)).toHaveLength(1);
 
     // The same order in another webhook (new request): recorded as a duplicate, still one message.
-    const redelivered = await evaluateAutomation({ ...data, requestId: newRequestId() }, deps());
+    const redelivered = await processAutomation({ ...data, requestId: newRequestId() }, deps());
     expect(redelivered).toContainEqual({ trigger: 'order_paid', action: 'duplicate', messageId: m.id });
     expect((await messagesOf(s.id)).filter((x) => x.trigger === 'order_paid')).toHaveLength(1);
     expect((await skipsOf(s.id)).filter((k) => k.reason === 'duplicate' && k.automationId === orderPaidId)).toHaveLength(1);
@@ -242,14 +281,14 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const shop = newShop();
     const { data, shop: s, contact } = await eventJob(shop, 'checkouts/update', checkoutBody());
     const now = localTimeNear(NY, 12, 0);
-    const [first] = await evaluateAutomation(dueData(data), deps(now));
+    const [first] = await processAutomation(dueData(data), deps(now));
     expect(first).toMatchObject({ trigger: 'abandoned_checkout', action: 'queued' });
     const id = (first as { messageId: number }).messageId;
     // As if the worker died between the message insert and the enqueue.
     await sys.queues.get('delivery').remove(`msg-${id}`);
     expect(await deliveryJobsFor(id)).toHaveLength(0);
 
-    const retry = await evaluateAutomation(dueData(data), deps(now));
+    const retry = await processAutomation(dueData(data), deps(now));
     expect(retry).toEqual([{ trigger: 'abandoned_checkout', action: 'queued', messageId: id }]);
     expect(await deliveryJobsFor(id)).toHaveLength(1);
     expect((await messagesOf(s.id)).filter((m) => m.contactId === contact.id)).toHaveLength(1);
@@ -260,11 +299,11 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const shop = newShop();
     const notSub = await eventJob(shop, 'orders/paid', orderBody({ orderId: 5812345670001, consent: 'not_subscribed' }));
     expect(notSub.contact.smsConsent).toBe('not_subscribed');
-    expect(await evaluateAutomation(notSub.data, deps())).toEqual([{ trigger: 'order_paid', action: 'queued', messageId: expect.any(Number) }]);
+    expect(await processAutomation(notSub.data, deps())).toEqual([{ trigger: 'order_paid', action: 'queued', messageId: expect.any(Number) }]);
 
     const optedOut = await eventJob(shop, 'orders/paid', orderBody({ orderId: 5812345670002, consent: 'unsubscribed', consentAt: new Date().toISOString() }));
     expect(optedOut.contact.smsConsent).toBe('unsubscribed');
-    expect(await evaluateAutomation(optedOut.data, deps())).toEqual([
+    expect(await processAutomation(optedOut.data, deps())).toEqual([
       { trigger: 'order_paid', action: 'skipped', reason: 'opted_out', detail: expect.any(String) },
     ]);
 
@@ -288,11 +327,11 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const now = localTimeNear(NY, 12, 0);
     const pending = await eventJob(shop, 'checkouts/update', checkoutBody({ consent: 'as_fixture' }));
     expect(pending.contact.smsConsent).toBe('pending');
-    expect(await evaluateAutomation(dueData(pending.data), deps(now))).toEqual([
+    expect(await processAutomation(dueData(pending.data), deps(now))).toEqual([
       { trigger: 'abandoned_checkout', action: 'skipped', reason: 'not_subscribed', detail: expect.any(String) },
     ]);
     const never = await eventJob(shop, 'checkouts/update', checkoutBody({ consent: 'not_subscribed' }));
-    const [r] = await evaluateAutomation(dueData(never.data), deps(now));
+    const [r] = await processAutomation(dueData(never.data), deps(now));
     expect(r).toMatchObject({ action: 'skipped', reason: 'not_subscribed' });
     expect(await messagesOf(s.id)).toHaveLength(1);
   });
@@ -300,7 +339,7 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
   it('orders/create: order_created is off by default, so a disabled skip is recorded', async () => {
     const shop = newShop();
     const { data, contact } = await eventJob(shop, 'orders/create', orderBody({ consent: 'not_subscribed' }));
-    expect(await evaluateAutomation(data, deps())).toEqual([{ trigger: 'order_created', action: 'skipped', reason: 'disabled' }]);
+    expect(await processAutomation(data, deps())).toEqual([{ trigger: 'order_created', action: 'skipped', reason: 'disabled' }]);
     const s = await shopRow(shop);
     expect(await messagesOf(s.id)).toHaveLength(0);
     expect(await skipsOf(s.id)).toEqual([
@@ -311,10 +350,10 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
   it('welcome: a contact turning subscribed gets one welcome, ever', async () => {
     const shop = newShop();
     const body = fixture('customers-marketing_consent_update') as Record<string, any>;
-    const first = await eventJob(shop, 'customers/marketing_consent_update', body);
+    const first = await eventJob(shop, 'customers_marketing_consent/update', body);
     expect(first.data.context).toMatchObject({ consentChange: { to: 'subscribed' } });
     const now = localTimeNear('UTC', 12, 0);
-    const [w] = await evaluateAutomation(first.data, deps(now));
+    const [w] = await processAutomation(first.data, deps(now));
     expect(w).toEqual({ trigger: 'welcome', action: 'queued', messageId: expect.any(Number) });
 
     const s = first.shop;
@@ -333,12 +372,12 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
 
     // Out, then in again: a second opt-in of the same contact does not send another welcome.
     const stamp = (iso: string, state: Consent) => ({ ...body, sms_marketing_consent: { ...body.sms_marketing_consent, state, consent_updated_at: iso } });
-    const out = await eventJob(shop, 'customers/marketing_consent_update', stamp('2024-10-01T00:00:00Z', 'unsubscribed'));
+    const out = await eventJob(shop, 'customers_marketing_consent/update', stamp('2024-10-01T00:00:00Z', 'unsubscribed'));
     expect(out.data.context).toMatchObject({ consentChange: { to: 'unsubscribed' } });
-    expect(await evaluateAutomation(out.data, deps(now))).toEqual([]);
-    const back = await eventJob(shop, 'customers/marketing_consent_update', stamp('2024-10-02T00:00:00Z', 'subscribed'));
+    expect(await processAutomation(out.data, deps(now))).toEqual([]);
+    const back = await eventJob(shop, 'customers_marketing_consent/update', stamp('2024-10-02T00:00:00Z', 'subscribed'));
     expect(back.data.context).toMatchObject({ consentChange: { from: 'unsubscribed', to: 'subscribed' } });
-    expect(await evaluateAutomation(back.data, deps(now))).toEqual([{ trigger: 'welcome', action: 'duplicate', messageId: m!.id }]);
+    expect(await processAutomation(back.data, deps(now))).toEqual([{ trigger: 'welcome', action: 'duplicate', messageId: m!.id }]);
     expect(await messagesOf(s.id)).toHaveLength(1);
     expect(await skipsOf(s.id)).toEqual([expect.objectContaining({ automationId: welcomeId, reason: 'duplicate', contactId: first.contact.id })]);
   });
@@ -351,7 +390,7 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const now = localTimeNear(NY, 23, 30);
     const eight = DateTime.fromJSDate(now, { zone: NY }).plus({ days: 1 }).set({ hour: 8, minute: 0 }).toJSDate();
 
-    const outcomes = await evaluateAutomation(data, deps(now));
+    const outcomes = await processAutomation(data, deps(now));
     expect(outcomes).toHaveLength(2);
     const rows = await messagesOf(s.id);
     const paid = rows.find((m) => m.trigger === 'order_paid')!;
@@ -380,7 +419,7 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const runs = Array.from({ length: 50 }, (_, i) => {
       const token = `cap${i}${randomUUID().replace(/-/g, '').slice(0, 16)}`;
       const context = { ...data.context, objectId: token, checkout: { ...(data.context.checkout as object), token } };
-      return evaluateAutomation({ ...dueData(data), context, requestId: newRequestId() }, deps(now));
+      return processAutomation({ ...dueData(data), context, requestId: newRequestId() }, deps(now));
     });
     const outcomes = (await Promise.all(runs)).flat();
     expect(outcomes).toHaveLength(50);
@@ -403,8 +442,8 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const a = await eventJob(shop, 'checkouts/update', checkoutBody());
     const b = await eventJob(shop, 'checkouts/update', checkoutBody());
     expect(b.contact.id).toBe(a.contact.id);
-    const [ra] = await evaluateAutomation(dueData(a.data), deps(now));
-    const [rb] = await evaluateAutomation(dueData(b.data), deps(now));
+    const [ra] = await processAutomation(dueData(a.data), deps(now));
+    const [rb] = await processAutomation(dueData(b.data), deps(now));
     expect([ra?.action, rb?.action]).toEqual(['queued', 'queued']);
   });
 
@@ -422,19 +461,22 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const body = checkoutBody({ updatedAt: new Date(now.getTime() - 40 * 60_000) });
     body.created_at = new Date(now.getTime() - 72 * HOUR).toISOString();
     const fresh = await eventJob(shop, 'checkouts/update', body);
-    expect(await evaluateAutomation(fresh.data, deps(now))).toEqual([
+    expect(await processAutomation(fresh.data, deps(now))).toEqual([
       { trigger: 'abandoned_checkout', action: 'scheduled', delayMinutes: 30 },
       { trigger: 'welcome', action: 'skipped', reason: 'disabled' },
     ]);
-    const [sent] = await evaluateAutomation(dueData(fresh.data), deps(now));
+    const [sent] = await processAutomation(dueData(fresh.data), deps(now));
     expect(sent).toMatchObject({ action: 'queued' });
+    // The row names its checkout: delivery cancels it if the checkout completes, even from a job that does not.
+    const [row] = await sys.db.query<{ checkout_token: string }>('SELECT checkout_token FROM messages WHERE id = $1', [(sent as { messageId: number }).messageId]);
+    expect(row?.checkout_token).toBe(body.token);
 
     // Last touched 47 h before 23:30: quiet hours would hold it until 08:00, 55.5 h after; it is dropped instead.
     const other = await withoutWelcome(newShop());
     const late = localTimeNear(NY, 23, 30);
     const stale = await eventJob(other, 'checkouts/update', checkoutBody({ updatedAt: new Date(late.getTime() - 47 * HOUR) }));
-    await evaluateAutomation(stale.data, deps(late));
-    expect(await evaluateAutomation(dueData(stale.data), deps(late))).toEqual([
+    await processAutomation(stale.data, deps(late));
+    expect(await processAutomation(dueData(stale.data), deps(late))).toEqual([
       { trigger: 'abandoned_checkout', action: 'skipped', reason: 'too_late', detail: expect.stringContaining('quiet hours') },
     ]);
     expect(await messagesOf(stale.shop.id)).toHaveLength(0);
@@ -445,13 +487,14 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const { shop: s } = await upsertShop(db(), shop);
     await ensureDefaultAutomations(db(), s.id);
     await updateAutomation(db(), s.id, await automationId(s.id, 'welcome'), { enabled: false });
-    const now = localTimeNear(NY, 12, 0);
+    // In the past: a consent time later than the real clock is taken as "now" by the ledger, after the abandonment.
+    const now = localTimeBefore(NY, 12, 0);
     // Left the checkout two hours ago; subscribed an hour later (say, through a pop-up).
     const body = checkoutBody({ updatedAt: new Date(now.getTime() - 2 * HOUR) });
     body.customer.sms_marketing_consent.consent_updated_at = new Date(now.getTime() - HOUR).toISOString();
     const late = await eventJob(shop, 'checkouts/update', body);
-    await evaluateAutomation(late.data, deps(now));
-    expect(await evaluateAutomation(dueData(late.data), deps(now))).toEqual([
+    await processAutomation(late.data, deps(now));
+    expect(await processAutomation(dueData(late.data), deps(now))).toEqual([
       { trigger: 'abandoned_checkout', action: 'skipped', reason: 'consent_after_abandonment', detail: expect.any(String) },
     ]);
     expect(await messagesOf(s.id)).toHaveLength(0);
@@ -464,8 +507,8 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const atCheckout = checkoutBody({ updatedAt: new Date(now.getTime() - 40 * 60_000) });
     atCheckout.customer.sms_marketing_consent.consent_updated_at = new Date(now.getTime() - 39 * 60_000).toISOString();
     const ticked = await eventJob(other, 'checkouts/update', atCheckout);
-    await evaluateAutomation(ticked.data, deps(now));
-    expect(await evaluateAutomation(dueData(ticked.data), deps(now))).toEqual([expect.objectContaining({ trigger: 'abandoned_checkout', action: 'queued' })]);
+    await processAutomation(ticked.data, deps(now));
+    expect(await processAutomation(dueData(ticked.data), deps(now))).toEqual([expect.objectContaining({ trigger: 'abandoned_checkout', action: 'queued' })]);
   });
 
   it('conditions: order.totalPrice gt 100 skips a 79.43 order with conditions_not_met', async () => {
@@ -476,13 +519,13 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     await updateAutomation(db(), s.id, id, { rules: { conditions: { path: 'order.totalPrice', op: 'gt', value: 100 } } });
 
     const { data } = await eventJob(shop, 'orders/paid', orderBody({ consent: 'not_subscribed' }));
-    expect(await evaluateAutomation(data, deps())).toEqual([{ trigger: 'order_paid', action: 'skipped', reason: 'conditions_not_met' }]);
+    expect(await processAutomation(data, deps())).toEqual([{ trigger: 'order_paid', action: 'skipped', reason: 'conditions_not_met' }]);
     expect(await messagesOf(s.id)).toHaveLength(0);
     expect(await skipsOf(s.id)).toEqual([expect.objectContaining({ automationId: id, reason: 'conditions_not_met', objectId: '5812345678901' })]);
 
     // The same condition met: sent.
     await updateAutomation(db(), s.id, id, { rules: { conditions: { path: 'order.totalPrice', op: 'gt', value: 50 } } });
-    const [ok] = await evaluateAutomation({ ...data, requestId: newRequestId() }, deps());
+    const [ok] = await processAutomation({ ...data, requestId: newRequestId() }, deps());
     expect(ok).toMatchObject({ action: 'queued' });
   });
 
@@ -490,7 +533,7 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
     const shop = newShop();
     const { data, shop: s } = await eventJob(shop, 'orders/paid', orderBody());
     await markShopUninstalled(db(), shop, new Date());
-    const outcomes = await evaluateAutomation(data, deps());
+    const outcomes = await processAutomation(data, deps());
     expect(outcomes).toHaveLength(2);
     for (const o of outcomes) expect(o).toMatchObject({ action: 'skipped', reason: 'shop_uninstalled' });
     expect(await messagesOf(s.id)).toHaveLength(0);
@@ -514,7 +557,7 @@ describe.each(DB_KINDS)('automations on %s', (kind: DbKind) => {
         tags: null,
         countryCode: 'GB',
         provinceCode: null,
-        consent: { state: 'subscribed', optInLevel: 'single_opt_in', updatedAt: new Date('2024-01-01T00:00:00Z'), source: 'test' },
+        consent: { state: 'subscribed', optInLevel: 'single_opt_in', updatedAt: new Date('2024-01-01T00:00:00Z'), source: 'test', origin: 'shopify' },
       });
       return { shop, s, contact: sync!.contact };
     }

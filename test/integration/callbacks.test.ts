@@ -9,7 +9,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { getContact, listConsentChanges } from '../../src/db/contacts.js';
 import { claimForSending, markFailed, markSent } from '../../src/db/messages.js';
-import { contacts, messages as messagesTable, shops, type Message } from '../../src/db/schema.js';
+import { contacts, inboundMessages, messages as messagesTable, shops, type Message } from '../../src/db/schema.js';
 import { createLogger } from '../../src/logger.js';
 import type { Sandbox } from '../../src/sandbox/server.js';
 import { messageRow, messagesOfShop, seedContact, seedMessage, uniquePhone, uniqueShop } from '../helpers/messages.js';
@@ -26,7 +26,7 @@ let providerSeq = 0;
 async function sentMessage(sys: TestSystem): Promise<{ message: Message; providerId: string }> {
   const { message } = await seedMessage(sys.db.db);
   const providerId = `prov-${Date.now().toString(36)}-${++providerSeq}`;
-  expect(await claimForSending(sys.db.db, message.id, 'mitto')).toBeDefined();
+  expect(await claimForSending(sys.db.db, message.id, 'mitto')).toBe(true);
   await markSent(sys.db.db, message.id, providerId, new Date());
   return { message: await messageRow(sys.db.db, message.id), providerId };
 }
@@ -194,7 +194,7 @@ describe.each(DB_KINDS)('provider callbacks on %s', (kind) => {
       // As gateways often send them: international numbers without the "+".
       const res = await inbound({ from: phone.slice(1), to: SENDER_A.slice(1), text, messageId: `in-${phone}` });
       expect(res.statusCode, res.body).toBe(200);
-      expect(res.json()).toEqual({ ok: true, matched: true, keyword: 'stop', shopId: a.shop.domain, contactId: a.contact.id, consentChanged: true });
+      expect(res.json()).toMatchObject({ ok: true, matched: true, keyword: 'stop', result: 'opted_out', shopId: a.shop.domain, contactId: a.contact.id, consentChanged: true, shops: [a.shop.domain] });
 
       const contactA = await getContact(sys.db.db, a.shop.id, a.contact.id);
       expect(contactA).toMatchObject({ smsConsent: 'unsubscribed', smsConsentSource: 'sms:inbound' });
@@ -244,7 +244,9 @@ describe.each(DB_KINDS)('provider callbacks on %s', (kind) => {
       expect(reply).toMatchObject({ shopId: a.shop.id, contactId: a.contact.id, kind: 'transactional', trigger: 'help_reply', toPhone: phone, sender: SENDER_A });
       expect(reply.body).toMatch(/Reply STOP to unsubscribe/);
       expect(reply.body).toContain(a.shop.domain.replace(/\.myshopify\.com$/, ''));
-      expect(sandbox.messages()).toEqual([expect.objectContaining({ to: phone, from: SENDER_A, reference: String(reply.id), text: reply.body })]);
+      expect(sandbox.messages().filter((m) => m.reference === String(reply.id))).toEqual([
+        expect.objectContaining({ to: phone, from: SENDER_A, reference: String(reply.id), text: reply.body }),
+      ]);
       // Shop B sent nothing new; the customer is still opted out of shop A.
       expect(await messagesOfShop(sys.db.db, b.shop.id)).toHaveLength(1);
       expect(await getContact(sys.db.db, a.shop.id, a.contact.id)).toMatchObject({ smsConsent: 'unsubscribed' });
@@ -254,8 +256,9 @@ describe.each(DB_KINDS)('provider callbacks on %s', (kind) => {
       const { phone, a } = await customerOfTwoShops();
       const payload = { from: phone, to: SENDER_A, text: 'INFO', messageId: `info-${phone}` };
       const first = (await inbound(payload)).json<{ replyMessageId: number }>();
-      const second = (await inbound(payload)).json<{ replyMessageId: number }>();
-      expect(second.replyMessageId).toBe(first.replyMessageId);
+      const second = (await inbound(payload)).json<{ result: string }>();
+      expect(first.replyMessageId).toEqual(expect.any(Number));
+      expect(second.result).toBe('duplicate');
       await vi.waitFor(() => expect(sandbox.stats().accepted).toBe(1), { timeout: 10_000, interval: 20 });
       const replies = (await messagesOfShop(sys.db.db, a.shop.id)).filter((m) => m.trigger === 'help_reply');
       expect(replies).toHaveLength(1);
@@ -265,8 +268,11 @@ describe.each(DB_KINDS)('provider callbacks on %s', (kind) => {
       const stranger = uniquePhone();
       const res = await inbound({ from: stranger, to: '+41791119999', text: 'STOP' });
       expect(res.statusCode).toBe(200);
-      expect(res.json()).toEqual({ ok: true, matched: false, keyword: 'stop' });
+      expect(res.json()).toMatchObject({ ok: true, matched: false, keyword: 'stop', result: 'unrouted', consentChanged: false });
       expect(await sys.db.db.select().from(contacts).where(eq(contacts.phone, stranger))).toHaveLength(0);
+      // Kept, with what became of it.
+      const [stored] = await sys.db.db.select().from(inboundMessages).where(eq(inboundMessages.fromRaw, stranger));
+      expect(stored).toMatchObject({ toNumber: '+41791119999', keyword: 'stop', outcome: 'unrouted', shopId: null });
     });
 
     it('a message without a keyword changes nothing', async () => {
@@ -275,15 +281,18 @@ describe.each(DB_KINDS)('provider callbacks on %s', (kind) => {
       expect(await getContact(sys.db.db, a.shop.id, a.contact.id)).toMatchObject({ smsConsent: 'subscribed' });
     });
 
-    it('with one shared sender, STOP goes to the shop that last really texted the customer, not one whose message was never sent', async () => {
+    it('with one shared sender, STOP opts the customer out of every shop that sends from it', async () => {
       const phone = uniquePhone();
       const a = await texted({ shop: uniqueShop('a'), phone, sender: 'SMSBlossom' });
-      // Shop B queued a message later that was skipped (the customer never subscribed there): B never texted them.
+      // Shop B queued a message that was skipped (the customer never subscribed there).
       const b = await seedMessage(sys.db.db, { shop: uniqueShop('b'), phone, sender: 'SMSBlossom', consent: 'not_subscribed' });
       await sys.db.db.update(messagesTable).set({ status: 'skipped' }).where(eq(messagesTable.id, b.message.id));
       const res = await inbound({ from: phone, to: 'SMSBlossom', text: 'STOP' });
-      expect(res.json()).toMatchObject({ matched: true, shopId: a.shop.domain, contactId: a.contact.id, consentChanged: true });
+      // Routed to the shop that last really texted them (it carries the confirmation); both are opted out.
+      expect(res.json()).toMatchObject({ matched: true, result: 'opted_out', shopId: a.shop.domain, contactId: a.contact.id, consentChanged: true });
+      expect(res.json<{ shops: string[] }>().shops.sort()).toEqual([a.shop.domain, b.shop.domain].sort());
       expect(await getContact(sys.db.db, a.shop.id, a.contact.id)).toMatchObject({ smsConsent: 'unsubscribed' });
+      expect(await getContact(sys.db.db, b.shop.id, b.contact.id)).toMatchObject({ smsConsent: 'unsubscribed' });
     });
 
     it('STOP always opts out, even when the stored consent time is ahead of our clock', async () => {

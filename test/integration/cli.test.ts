@@ -8,9 +8,11 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/client.js';
 import { searchContacts } from '../../src/db/contacts.js';
-import { getShopByDomain } from '../../src/db/shops.js';
+import { getShopByDomain, upsertShop } from '../../src/db/shops.js';
+import { migrate } from '../../src/db/migrate.js';
+import { SHOPIFY_API_KEY } from '../helpers/merchant.js';
 import { run } from '../helpers/spawn.js';
-import { deleteRedisPrefix, dropSchema, TEST_DATABASE_URL, TEST_REDIS_URL, uniqueName } from '../helpers/system.js';
+import { deleteRedisPrefix, dropSchema, SHOPIFY_SECRET, startTestSystem, TEST_DATABASE_URL, TEST_REDIS_URL, uniqueName } from '../helpers/system.js';
 
 const schema = uniqueName('cli');
 const prefix = `smsblossom-test:${uniqueName('cli')}`;
@@ -30,7 +32,7 @@ describe('smsblossom CLI', () => {
     const vars = { PORT: 'not-a-port' };
     const top = await cli(['--help'], vars);
     expect(top.code).toBe(0);
-    for (const command of ['start', 'api', 'worker', 'migrate', 'smoke', 'sandbox', 'dlq', 'contacts', 'campaign']) expect(top.stdout).toContain(command);
+    for (const command of ['start', 'api', 'worker', 'migrate', 'sandbox', 'dlq', 'contacts', 'campaign']) expect(top.stdout).toContain(command);
     expect(top.stdout).toContain('Exit codes: 0 success, 1 failure, 2 bad usage or configuration');
     const sub = await cli(['contacts', 'import', '--help'], vars);
     expect(sub.code, sub.stderr).toBe(0);
@@ -47,8 +49,34 @@ describe('smsblossom CLI', () => {
     expect(config.stderr).toMatch(/^smsblossom: invalid configuration: PORT: /);
   });
 
+  /** A shop of this service, as its first webhook or API request would have added it. */
+  const addShop = async (domain: string) => {
+    const db = await openDatabase({ url: TEST_DATABASE_URL, schema, poolSize: 1, dataDir: 'memory://' });
+    try {
+      await migrate(db);
+      await upsertShop(db.db, domain);
+    } finally {
+      await db.close();
+    }
+  };
+
+  it('refuses to import into a shop the service does not know, exit 1, creating nothing (issue 15)', async () => {
+    const file = path.join(await tmp, 'typo.csv');
+    await fs.writeFile(file, 'phone,first_name\n+14155550131,Ada\n');
+    const res = await cli(['contacts', 'import', file, '--shop', 'nope.myshopify.com']);
+    expect(res.code, res.stderr).toBe(1);
+    expect(res.stderr).toContain('smsblossom: NOT_FOUND: --shop: nope.myshopify.com is not a shop of this service');
+    const db = await openDatabase({ url: TEST_DATABASE_URL, schema, poolSize: 1, dataDir: 'memory://' });
+    try {
+      expect(await getShopByDomain(db.db, 'nope.myshopify.com')).toBeFalsy();
+    } finally {
+      await db.close();
+    }
+  });
+
   it('imports contacts with a progress bar: exit 1 and each bad line when some rows are rejected, 0 when all are good', async () => {
     const dir = await tmp;
+    await addShop('cli-blooms.myshopify.com');
     const mixed = path.join(dir, 'mixed.csv');
     await fs.writeFile(mixed, 'phone,first_name,consent\n+14155550121,Ada,subscribed\nnope,Bad,\n+14155550122,Grace,\n');
     const first = await cli(['contacts', 'import', mixed, '--shop', 'cli-blooms.myshopify.com']);
@@ -74,6 +102,28 @@ describe('smsblossom CLI', () => {
     } finally {
       await db.close();
     }
+  });
+
+  it('dev token prints a session token the merchant API accepts; refused in production (issue 15)', async () => {
+    const keys = { SHOPIFY_API_SECRET: SHOPIFY_SECRET, SHOPIFY_API_KEY };
+    const res = await cli(['dev', 'token', '--shop', 'cli-dev.myshopify.com', '--ttl', '120'], { ...keys, NODE_ENV: 'development' });
+    expect(res.code, res.stderr).toBe(0);
+    const token = res.stdout.trim();
+    expect(token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const sys = await startTestSystem('pglite', { env: keys });
+    try {
+      const accepted = await sys.app!.inject({ method: 'GET', url: '/api/contacts', headers: { authorization: `Bearer ${token}` } });
+      expect(accepted.statusCode, accepted.body).toBe(200);
+      const forged = await sys.app!.inject({ method: 'GET', url: '/api/contacts', headers: { authorization: `Bearer ${token.slice(0, -2)}xx` } });
+      expect(forged.statusCode).toBe(401);
+    } finally {
+      await sys.teardown();
+    }
+    const production = { ...keys, NODE_ENV: 'production', MITTO_API_KEY: 'k', PUBLIC_URL: 'https://sms.example', TOKEN_ENCRYPTION_KEY: 'a'.repeat(64) };
+    const refused = await cli(['dev', 'token', '--shop', 'cli-dev.myshopify.com'], production);
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain('DEVELOPMENT_ONLY');
   });
 
   it('exits 1 when the thing asked for does not exist', async () => {

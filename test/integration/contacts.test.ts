@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { upsertContact, listConsentChanges, type ContactInput } from '../../src/db/contacts.js';
+import { upsertContact, upsertContactsBatch, listConsentChanges, type ContactInput } from '../../src/db/contacts.js';
 import { contacts } from '../../src/db/schema.js';
 import { upsertShop } from '../../src/db/shops.js';
 import { toE164 } from '../../src/shopify/phone.js';
@@ -33,6 +33,8 @@ const consent = (state: 'subscribed' | 'unsubscribed' | 'not_subscribed' | 'pend
   optInLevel: 'single_opt_in',
   updatedAt: updatedAt === null ? null : new Date(updatedAt),
   source,
+  // Timed by the given timestamps, as Shopify's records are.
+  origin: 'shopify' as const,
 });
 
 describe.each(DB_KINDS)('upsertContact on %s', (kind) => {
@@ -147,7 +149,7 @@ describe.each(DB_KINDS)('upsertContact on %s', (kind) => {
     const back = await upsertContact(
       sys.db.db,
       shopId,
-      input({ shopifyCustomerId: customerId, consent: consent('subscribed', '2024-05-03T10:00:00Z', 'shopify:customers/marketing_consent_update') }),
+      input({ shopifyCustomerId: customerId, consent: consent('subscribed', '2024-05-03T10:00:00Z', 'shopify:customers_marketing_consent/update') }),
       { requestId: 'req_consent_3' },
     );
     expect(back!.consentChange).toEqual({ from: 'unsubscribed', to: 'subscribed' });
@@ -162,7 +164,7 @@ describe.each(DB_KINDS)('upsertContact on %s', (kind) => {
     expect(history.map((h) => [h.previousState, h.newState, h.source, h.requestId, h.occurredAt.toISOString()])).toEqual([
       [null, 'subscribed', 'shopify:orders/paid', 'req_consent_1', '2024-05-01T10:00:00.000Z'],
       ['subscribed', 'unsubscribed', 'shopify:customers/update', 'req_consent_2', '2024-05-02T10:00:00.000Z'],
-      ['unsubscribed', 'subscribed', 'shopify:customers/marketing_consent_update', 'req_consent_3', '2024-05-03T10:00:00.000Z'],
+      ['unsubscribed', 'subscribed', 'shopify:customers_marketing_consent/update', 'req_consent_3', '2024-05-03T10:00:00.000Z'],
     ]);
   });
 
@@ -239,5 +241,50 @@ describe.each(DB_KINDS)('upsertContact on %s', (kind) => {
     expect(rows[0]!.smsConsent).toBe('subscribed');
     // One transition, recorded once, however many racers carried it.
     expect(await listConsentChanges(sys.db.db, rows[0]!.id)).toHaveLength(1);
+  });
+
+  it('upsertContactsBatch stores a page set-based under the same rules as one by one', async () => {
+    const merchant = (state: 'subscribed' | 'unsubscribed') => ({ state, optInLevel: 'single_opt_in', updatedAt: null, source: 'import:csv', origin: 'merchant' as const });
+    const [ann, bob, cid, dan] = [nextCustomerId(), nextCustomerId(), nextCustomerId(), nextCustomerId()];
+    const a = await upsertContact(sys.db.db, shopId, input({ shopifyCustomerId: ann, phone: '+14155550301', consent: consent('subscribed', '2024-01-01T00:00:00Z') }));
+    const b = await upsertContact(sys.db.db, shopId, input({ shopifyCustomerId: bob, phone: '+14155550302', consent: { ...consent('unsubscribed', null, 'sms:inbound'), origin: 'customer' } }));
+    await upsertContact(sys.db.db, shopId, input({ shopifyCustomerId: cid, phone: '+14155550303' }));
+    await upsertContact(sys.db.db, shopId, input({ shopifyCustomerId: dan, phone: '+14155550305' }));
+
+    const results = await upsertContactsBatch(
+      sys.db.db,
+      shopId,
+      [
+        // Found by customer id: a new phone and name stored, consent confirmed (already subscribed).
+        input({ shopifyCustomerId: ann, phone: '+14155550304', firstName: 'Ann', consent: merchant('subscribed') }),
+        // Found by phone: opted out, so the merchant's "subscribed" is refused; the name is still stored.
+        input({ phone: '+14155550302', firstName: 'Bob', consent: merchant('subscribed') }),
+        // Customer id of one contact, phone of another: the phone stays where it is.
+        input({ shopifyCustomerId: cid, phone: '+14155550305', lastName: 'Conflict' }),
+        // New.
+        input({ phone: '+14155550306', firstName: 'Eve', tags: ['vip'], consent: merchant('subscribed') }),
+      ],
+      { requestId: 'req_batch' },
+    );
+    expect(results).toEqual([
+      { created: false, phoneConflict: false, consentRefused: null },
+      { created: false, phoneConflict: false, consentRefused: 'opted_out' },
+      { created: false, phoneConflict: true, consentRefused: null },
+      { created: true, phoneConflict: false, consentRefused: null },
+    ]);
+    const rows = await rowsFor(shopId);
+    expect(rows.find((r) => r.id === a!.contact.id)).toMatchObject({ phone: '+14155550304', firstName: 'Ann', smsConsent: 'subscribed' });
+    expect(rows.find((r) => r.id === b!.contact.id)).toMatchObject({ firstName: 'Bob', smsConsent: 'unsubscribed', smsConsentSource: 'sms:inbound' });
+    expect(rows.find((r) => r.shopifyCustomerId === cid)).toMatchObject({ phone: '+14155550303', lastName: 'Conflict' });
+    const eve = rows.find((r) => r.phone === '+14155550306')!;
+    expect(eve).toMatchObject({ firstName: 'Eve', tags: ['vip'], smsConsent: 'subscribed', smsConsentSource: 'import:csv', optedOutAt: null });
+    expect((await listConsentChanges(sys.db.db, eve.id)).map((c) => [c.previousState, c.newState, c.source, c.requestId])).toEqual([[null, 'subscribed', 'import:csv', 'req_batch']]);
+    expect(await listConsentChanges(sys.db.db, b!.contact.id)).toHaveLength(1);
+
+    // The same page again changes nothing and creates nothing.
+    const again = await upsertContactsBatch(sys.db.db, shopId, [input({ phone: '+14155550306', firstName: 'Eve', consent: merchant('subscribed') })]);
+    expect(again).toEqual([{ created: false, phoneConflict: false, consentRefused: null }]);
+    expect((await rowsFor(shopId)).filter((r) => r.phone === '+14155550306')).toHaveLength(1);
+    expect(await listConsentChanges(sys.db.db, eve.id)).toHaveLength(1);
   });
 });

@@ -7,6 +7,7 @@
  * Waits on job state, database state and the sandbox's records; never on fixed sleeps.
  */
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import type { Job, JobsOptions } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -14,8 +15,9 @@ import { listSkips } from '../../src/db/messages.js';
 import { contacts, deadLetters, type Message } from '../../src/db/schema.js';
 import { getShopByDomain, markShopUninstalled } from '../../src/db/shops.js';
 import { createLogger } from '../../src/logger.js';
+import { completeCheckout } from '../../src/db/checkouts.js';
 import { createMittoProvider } from '../../src/messages/providers/mitto.js';
-import { processDelivery, type DeliveryControl, type DeliveryDeps } from '../../src/queue/processors/delivery.js';
+import { deliverMessage, type DeliveryControl, type DeliveryDeps } from '../../src/messages/delivery.js';
 import { jobIdFrom, parseJobData } from '../../src/queue/queues.js';
 import { createSandbox, type Sandbox } from '../../src/sandbox/server.js';
 import { startFastDeliveryWorker, type FastDeliveryWorker } from '../helpers/deliveryWorker.js';
@@ -73,7 +75,7 @@ async function queueSend(sys: TestSystem, seed: Parameters<typeof seedMessage>[1
 }
 
 function enqueueSend(sys: TestSystem, shopDomain: string, messageId: number, requestId: string, opts: JobsOptions = FAST_RETRIES) {
-  return sys.queues.enqueueJob('delivery', 'send', { shopId: shopDomain, messageId: String(messageId), requestId }, { jobId: jobIdFrom('msg', messageId), ...opts });
+  return sys.queues.enqueueJob('delivery', 'send', { shopId: shopDomain, messageId, requestId }, { jobId: jobIdFrom('msg', messageId), ...opts });
 }
 
 async function deadLettersOf(sys: TestSystem, jobId: string) {
@@ -233,9 +235,12 @@ describe.each(DB_KINDS)('delivery on %s', (kind) => {
       callbackUrl: (id) => `${sys.url}/webhooks/mitto/dlr?token=${DLR_TOKEN}&ref=${id}`,
       reconcileDelayMs: 60_000,
       reconcileAttempts: 3,
+      renderer: sys.services.renderer,
+      sms: sys.config.sms,
     };
     const deferred: Array<{ at: Date; round: number | undefined }> = [];
     const control = (): DeliveryControl => ({
+      jobKey: 'direct-test',
       attemptsMade: 0,
       maxAttempts: 5,
       reconcileRound: 0,
@@ -247,8 +252,8 @@ describe.each(DB_KINDS)('delivery on %s', (kind) => {
         throw new Error('rate limited');
       },
     });
-    const data = parseJobData('delivery', 'send', { shopId: shop.domain, messageId: String(message.id), requestId, enqueuedAt: new Date().toISOString() });
-    const results = await Promise.allSettled([processDelivery(data, deps, control()), processDelivery(data, deps, control())]);
+    const data = parseJobData('delivery', 'send', { shopId: shop.domain, messageId: message.id, requestId, enqueuedAt: new Date().toISOString() });
+    const results = await Promise.allSettled([deliverMessage(data, deps, control()), deliverMessage(data, deps, control())]);
 
     const sent = results.filter((r) => r.status === 'fulfilled' && r.value.status === 'sent');
     expect(sent).toHaveLength(1);
@@ -268,9 +273,12 @@ describe.each(DB_KINDS)('delivery on %s', (kind) => {
       callbackUrl: (id) => `${sys.url}/webhooks/mitto/dlr?token=${DLR_TOKEN}&ref=${id}`,
       reconcileDelayMs: 100,
       reconcileAttempts: 3,
+      renderer: sys.services.renderer,
+      sms: sys.config.sms,
     };
     let deferredTo: Date | undefined;
     const control: DeliveryControl = {
+      jobKey: 'direct-test',
       attemptsMade: 0,
       maxAttempts: 5,
       reconcileRound: 0,
@@ -283,8 +291,8 @@ describe.each(DB_KINDS)('delivery on %s', (kind) => {
       },
     };
     const started = Date.now();
-    const data = parseJobData('delivery', 'send', { shopId: shop.domain, messageId: String(message.id), requestId, enqueuedAt: new Date().toISOString() });
-    await expect(processDelivery(data, deps, control)).rejects.toThrow('deferred');
+    const data = parseJobData('delivery', 'send', { shopId: shop.domain, messageId: message.id, requestId, enqueuedAt: new Date().toISOString() });
+    await expect(deliverMessage(data, deps, control)).rejects.toThrow('deferred');
     expect(deferredTo!.getTime()).toBeGreaterThanOrEqual(started + 400 + 100);
     expect(await messageRow(sys.db.db, message.id)).toMatchObject({ status: 'sending' });
   });
@@ -298,6 +306,36 @@ describe.each(DB_KINDS)('delivery on %s', (kind) => {
     expect(job.returnvalue).toMatchObject({ status: 'skipped' });
     expect(await messageRow(sys.db.db, message.id)).toMatchObject({ status: 'skipped', sendAttempts: 0 });
     expect(await listSkips(sys.db.db, shop.id, contact.id)).toEqual([expect.objectContaining({ messageId: message.id, detail: 'checked again at send time' })]);
+    expect(sandbox.stats().requests).toBe(0);
+  });
+
+  it('an abandoned-checkout message whose checkout (named by the job\'s checkoutToken) completed meanwhile is cancelled at send time', async () => {
+    const { message, shop, requestId } = await seedMessage(sys.db.db, { kind: 'marketing', trigger: 'abandoned_checkout' });
+    const checkoutToken = `tok-${message.id}`;
+    await completeCheckout(sys.db.db, shop.id, checkoutToken, new Date());
+    const jobId = await sys.queues.enqueueJob(
+      'delivery',
+      'send',
+      { shopId: shop.domain, messageId: message.id, checkoutToken, requestId },
+      { jobId: jobIdFrom('msg', message.id), ...FAST_RETRIES },
+    );
+    const { state, job } = await finished(sys, jobId);
+    expect(state, job.failedReason).toBe('completed');
+    expect(job.returnvalue).toEqual({ status: 'cancelled', messageId: message.id, reason: 'checkout_completed' });
+    expect(await messageRow(sys.db.db, message.id)).toMatchObject({ status: 'cancelled', sendAttempts: 0 });
+    expect(sandbox.stats().requests).toBe(0);
+  });
+
+  it('an abandoned-checkout reminder queued again without a checkoutToken (reconcile, retries) is still cancelled by its row\'s checkout', async () => {
+    const checkoutToken = `tok-row-${randomUUID()}`;
+    const { message, shop, requestId } = await seedMessage(sys.db.db, { kind: 'marketing', trigger: 'abandoned_checkout', checkoutToken });
+    expect(await messageRow(sys.db.db, message.id)).toMatchObject({ checkoutToken });
+    await completeCheckout(sys.db.db, shop.id, checkoutToken, new Date());
+    // The job reconcile adds for a stuck message: its id and the message, no checkout token.
+    const jobId = await sys.queues.enqueueJob('delivery', 'send', { shopId: shop.domain, messageId: message.id, requestId }, { jobId: jobIdFrom('rec', message.id), ...FAST_RETRIES });
+    const { state, job } = await finished(sys, jobId);
+    expect(state, job.failedReason).toBe('completed');
+    expect(job.returnvalue).toEqual({ status: 'cancelled', messageId: message.id, reason: 'checkout_completed' });
     expect(sandbox.stats().requests).toBe(0);
   });
 

@@ -44,7 +44,8 @@ describe.each(DB_KINDS)('health endpoints on %s', (kind) => {
   const processors: ProcessorMap = {
     ...PROCESSORS,
     housekeeping: async (_job, data) => {
-      if (data.task === 'explode') throw new UnrecoverableError('told to explode');
+      // Stand-ins for the real tasks: one completes, one fails for good.
+      if (data.task === 'reconcile') throw new UnrecoverableError('told to explode');
       return { done: data.task };
     },
     campaigns: async () => {
@@ -114,7 +115,7 @@ describe.each(DB_KINDS)('health endpoints on %s', (kind) => {
 
     const before = await metrics();
     expect(before.redis).toBe(true);
-    expect(Object.keys(before.queues!).sort()).toEqual(['automations', 'campaigns', 'delivery', 'events', 'housekeeping']);
+    expect(Object.keys(before.queues!).sort()).toEqual(['automations', 'campaigns', 'delivery', 'events', 'housekeeping', 'sync']);
     for (const depth of Object.values(before.queues!)) {
       expect(depth).toMatchObject({ waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0 });
     }
@@ -126,9 +127,9 @@ describe.each(DB_KINDS)('health endpoints on %s', (kind) => {
     await sys.queues.enqueueJob('automations', 'evaluate', evaluate);
     await sys.queues.enqueueJob('automations', 'evaluate', evaluate);
     await sys.queues.enqueueJob('automations', 'evaluate', evaluate, { delay: 60_000 });
-    await sys.queues.enqueueJob('housekeeping', 'run', { task: 'tidy' });
-    await sys.queues.enqueueJob('housekeeping', 'run', { task: 'explode' });
-    await sys.queues.enqueueJob('campaigns', 'batch', { campaignId: 'cmp_1', shopId: SHOP });
+    await sys.queues.enqueueJob('housekeeping', 'run', { task: 'rollup_reports' });
+    await sys.queues.enqueueJob('housekeeping', 'run', { task: 'reconcile' });
+    await sys.queues.enqueueJob('campaigns', 'batch', { campaignId: 1, shopId: SHOP });
 
     const during = await vi.waitFor(
       async () => {

@@ -12,9 +12,10 @@ import { ensureDefaultAutomations, getAutomationByTrigger } from '../../src/db/a
 import { getEvent, insertEvent } from '../../src/db/events.js';
 import { recordSkip } from '../../src/db/messages.js';
 import { deadLetters, messageRetries, reportRollups, shops } from '../../src/db/schema.js';
+import { upsertShop } from '../../src/db/shops.js';
 import { daysToRollUp, dayWindow } from '../../src/housekeeping/days.js';
 import { HOUSEKEEPING_SCHEDULES, schedulerId } from '../../src/housekeeping/schedules.js';
-import { HOUSEKEEPING_TASKS } from '../../src/housekeeping/tasks.js';
+import { HOUSEKEEPING_TASKS, type HousekeepingTask } from '../../src/housekeeping/tasks.js';
 import { jobIdFrom } from '../../src/queue/queues.js';
 import { waitForJobState } from '../helpers/jobs.js';
 import { messageRow, seedMessage, uniqueShop } from '../helpers/messages.js';
@@ -36,7 +37,7 @@ describe.each(DB_KINDS)('housekeeping on %s', (kind) => {
   });
 
   /** Enqueues a task by hand, as the specification shows, and returns what the job returned. */
-  async function runTask(task: string, shopId?: string): Promise<Record<string, unknown>> {
+  async function runTask(task: HousekeepingTask, shopId?: string): Promise<Record<string, unknown>> {
     const jobId = await sys.queues.enqueueJob('housekeeping', 'cleanup', { task, ...(shopId ? { shopId } : {}) });
     const job = await waitForJobState(sys.queues.get('housekeeping'), jobId, 'completed');
     return job.returnvalue as Record<string, unknown>;
@@ -124,7 +125,7 @@ describe.each(DB_KINDS)('housekeeping on %s', (kind) => {
     for (const t of transient) {
       expect(await messageRow(sys.db.db, t.message.id)).toMatchObject({ status: 'queued', errorCode: null, failedAt: null });
       const job = await delivery.getJob(jobIdFrom('retry', t.message.id));
-      expect(job?.data).toMatchObject({ shopId: shop, messageId: String(t.message.id), contactId: String(t.contact.id) });
+      expect(job?.data).toMatchObject({ shopId: shop, messageId: t.message.id, contactId: t.contact.id });
       expect(await job!.getState()).toBe('waiting');
     }
     for (const m of [permanent, unconfirmed, tooOld]) {
@@ -234,7 +235,7 @@ describe.each(DB_KINDS)('housekeeping on %s', (kind) => {
     await setRow('messages', owned.message.id, `updated_at = now() - interval '1 hour'`);
     await setRow('messages', sending.message.id, `status = 'sending', sending_at = now() - interval '1 hour', updated_at = now() - interval '1 hour'`);
     // `owned` still has its delivery job waiting: not stuck, only slow.
-    await sys.queues.enqueueJob('delivery', 'send', { shopId: shop, messageId: String(owned.message.id) }, { jobId: jobIdFrom('msg', owned.message.id) });
+    await sys.queues.enqueueJob('delivery', 'send', { shopId: shop, messageId: owned.message.id }, { jobId: jobIdFrom('msg', owned.message.id) });
     const webhookId = randomUUID();
     const { inserted } = await insertEvent(sys.db.db, {
       shopDomain: shop,
@@ -249,22 +250,69 @@ describe.each(DB_KINDS)('housekeeping on %s', (kind) => {
     });
     await sys.db.query(`UPDATE events SET received_at = now() - interval '1 hour' WHERE id = $1`, [inserted!.id]);
 
-    expect(await runTask('reconcile', shop)).toEqual({ task: 'reconcile', requeued: 1, unconfirmed: 1, eventsQueued: 1 });
+    expect(await runTask('reconcile', shop)).toEqual({ task: 'reconcile', requeued: 1, unconfirmed: 1, eventsQueued: 1, eventsRequeued: 0 });
     const delivery = sys.queues.get('delivery');
-    expect((await delivery.getJob(jobIdFrom('rec', stuck.message.id)))?.data).toMatchObject({ shopId: shop, messageId: String(stuck.message.id) });
+    expect((await delivery.getJob(jobIdFrom('rec', stuck.message.id)))?.data).toMatchObject({ shopId: shop, messageId: stuck.message.id });
     expect(await delivery.getJob(jobIdFrom('rec', owned.message.id))).toBeUndefined();
     expect(await delivery.getJob(jobIdFrom('rec', fresh.message.id))).toBeUndefined();
     expect(await messageRow(sys.db.db, sending.message.id)).toMatchObject({ status: 'failed', errorCode: 'DELIVERY_UNCONFIRMED' });
     expect(await messageRow(sys.db.db, fresh.message.id)).toMatchObject({ status: 'queued' });
     const eventJob = await sys.queues.get('events').getJob(jobIdFrom('wh', shop, webhookId));
-    expect(eventJob?.data).toMatchObject({ topic: 'customers/update', shopId: shop, webhookId, raw: { id: 7 } });
-    expect((await getEvent(sys.db.db, shop, webhookId))?.status).toBe('queued');
+    expect(eventJob?.data).toMatchObject({ topic: 'customers/update', shopId: shop, webhookId, storedEventId: inserted!.id });
+    expect(eventJob?.data).not.toHaveProperty('raw');
+    // Still `received` until the events worker is done with it; the job under its id keeps the next sweep off it.
+    expect((await getEvent(sys.db.db, shop, webhookId))?.status).toBe('received');
 
-    expect(await runTask('reconcile', shop)).toEqual({ task: 'reconcile', requeued: 0, unconfirmed: 0, eventsQueued: 0 });
+    expect(await runTask('reconcile', shop)).toEqual({ task: 'reconcile', requeued: 0, unconfirmed: 0, eventsQueued: 0, eventsRequeued: 0 });
+  });
+
+  it('reconcile queues again a webhook whose job was lost with Redis, but not one a job still holds or one in the dead letters', async () => {
+    const shop = uniqueShop('lostjob');
+    await upsertShop(sys.db.db, shop);
+    const stored = async (objectId: string) => {
+      const webhookId = randomUUID();
+      const { inserted } = await insertEvent(sys.db.db, {
+        shopDomain: shop,
+        topic: 'customers/update',
+        objectId,
+        webhookId,
+        eventId: null,
+        apiVersion: null,
+        triggeredAt: null,
+        payload: { id: Number(objectId) },
+        requestId: `req_1_${objectId}`,
+      });
+      // Handed to the queue an hour ago and never finished.
+      await sys.db.query(`UPDATE events SET status = 'queued', received_at = now() - interval '1 hour' WHERE id = $1`, [inserted!.id]);
+      return { webhookId, id: inserted!.id, jobId: jobIdFrom('wh', shop, webhookId) };
+    };
+    const lost = await stored('11');
+    const held = await stored('12');
+    const dead = await stored('13');
+    const events = sys.queues.get('events');
+    // A job still waiting for it (a backlog, not a loss).
+    await events.add('customers/update', { topic: 'customers/update', shopId: shop, storedEventId: held.id, webhookId: held.webhookId, requestId: 'req_1_12', enqueuedAt: new Date().toISOString() }, { jobId: held.jobId, delay: 3_600_000 });
+    // Failed for good and recorded: the operator replays it, the sweep does not.
+    await sys.db.query(
+      `INSERT INTO dead_letters (queue, job_name, job_id, job_created_at, data, error_message, attempts_made, max_attempts, shop_id)
+       VALUES ('events', 'customers/update', $1, now(), $2::jsonb, 'boom', 5, 5, $3)`,
+      [dead.jobId, JSON.stringify({ webhookId: dead.webhookId, shopId: shop }), shop],
+    );
+
+    expect(await runTask('reconcile', shop)).toEqual({ task: 'reconcile', requeued: 0, unconfirmed: 0, eventsQueued: 0, eventsRequeued: 1 });
+    expect((await events.getJob(lost.jobId))?.data).toMatchObject({ topic: 'customers/update', shopId: shop, webhookId: lost.webhookId, storedEventId: lost.id });
+    expect(await events.getJobState(dead.jobId)).toBe('unknown');
+    expect(await events.getJobState(held.jobId)).toBe('delayed');
+    // Queued again once: its job now holds it.
+    expect(await runTask('reconcile', shop)).toEqual({ task: 'reconcile', requeued: 0, unconfirmed: 0, eventsQueued: 0, eventsRequeued: 0 });
   });
 
   it('an unknown task fails at once, permanently, with a clear code in the dead letters', async () => {
-    const jobId = await sys.queues.enqueueJob('housekeeping', 'cleanup', { task: 'drop_everything' });
+    // The catalog refuses it at enqueue; added by a plain BullMQ producer, the worker refuses it on the first attempt.
+    await expect(sys.queues.enqueueJob('housekeeping', 'cleanup', { task: 'drop_everything' as HousekeepingTask })).rejects.toMatchObject({
+      code: 'UNKNOWN_HOUSEKEEPING_TASK',
+    });
+    const jobId = (await sys.queues.get('housekeeping').add('cleanup', { task: 'drop_everything', requestId: 'req_unknown_task' })).id!;
     const job = await waitForJobState(sys.queues.get('housekeeping'), jobId, 'failed');
     expect(job.attemptsMade).toBe(1);
     expect(job.failedReason).toMatch(/UNKNOWN_HOUSEKEEPING_TASK/);

@@ -241,8 +241,10 @@ describe.each(DB_KINDS)('migrations on %s', (kind) => {
   });
 });
 
-describe('npm run migrate', () => {
-  const migrateCli = (vars: Record<string, string>) => run('npx', ['tsx', 'src/cli.ts', 'migrate'], vars);
+// Each test starts the CLI twice through tsx: on two shared cores busy with the rest of the suite one start took 21 s.
+// The bounds are there to end a hung process, not to time one.
+describe('npm run migrate', { timeout: 180_000 }, () => {
+  const migrateCli = (vars: Record<string, string>) => run('npx', ['tsx', 'src/cli.ts', 'migrate'], vars, 80_000);
 
   it('applies the migrations to PostgreSQL, prints the versions and exits 0; a second run has nothing to do', async () => {
     const schema = uniqueName('cli');

@@ -177,7 +177,7 @@ describe.each(DB_KINDS)('privacy on %s', (kind) => {
     const shop = uniqueShop('uninstall');
     // Pending work: a message whose delivery is an hour away, and an abandoned-checkout evaluation waiting its delay.
     const queued = await seedMessage(sys.db.db, { shop });
-    await sys.queues.enqueueJob('delivery', 'send', { shopId: shop, messageId: String(queued.message.id) }, { jobId: jobIdFrom('msg', queued.message.id), delay: 3_600_000 });
+    await sys.queues.enqueueJob('delivery', 'send', { shopId: shop, messageId: queued.message.id }, { jobId: jobIdFrom('msg', queued.message.id), delay: 3_600_000 });
     const checkout = fixture('checkouts-update-abandoned') as Record<string, any>;
     checkout.token = randomUUID().replace(/-/g, '');
     checkout.updated_at = new Date().toISOString();

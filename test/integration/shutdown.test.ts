@@ -163,6 +163,7 @@ describe('SIGTERM during a running job', () => {
     const jobId = await t.enqueue(1);
     const child = t.child();
     await vi.waitFor(async () => expect((await t.counters()).started).toBe(1), { timeout: 20_000, interval: 20 });
+    await child.waitFor('ready');
 
     child.process.kill('SIGTERM');
     await child.waitFor('stopping');
@@ -221,6 +222,8 @@ describe('SIGTERM during a running job', () => {
     const jobId = await t.enqueue(1);
     const child = t.child({ SHUTDOWN_TIMEOUT_MS: '300' });
     await vi.waitFor(async () => expect((await t.counters()).started).toBe(1), { timeout: 20_000, interval: 20 });
+    // Its workers take jobs before start-up has finished: a signal before "ready" would find no handler yet.
+    await child.waitFor('ready');
 
     child.process.kill('SIGTERM'); // the job is never released
 

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { count, eq } from 'drizzle-orm';
+import { count, desc, eq } from 'drizzle-orm';
 import type { Job, JobType } from 'bullmq';
 import type { LightMyRequestResponse } from 'fastify';
 import { getEvent } from '../../src/db/events.js';
@@ -49,6 +49,17 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
   });
 
   /** Asserts a rejected request left nothing behind: no event row, no job. */
+  /** A signed delivery whose body cannot be taken: one event row `failed` / `rejected` without payload, no job. */
+  async function expectRecordedAsRejected(act: () => Promise<LightMyRequestResponse>): Promise<LightMyRequestResponse> {
+    const [rowsBefore, jobsBefore] = [await eventRowCount(sys), await totalJobs(sys)];
+    const res = await act();
+    expect(await eventRowCount(sys)).toBe(rowsBefore + 1);
+    expect(await totalJobs(sys)).toBe(jobsBefore);
+    const [row] = await sys.db.db.select().from(events).orderBy(desc(events.id)).limit(1);
+    expect(row).toMatchObject({ status: 'failed', outcome: 'rejected', payload: null });
+    return res;
+  }
+
   async function expectNothingPersisted(act: () => Promise<LightMyRequestResponse>): Promise<LightMyRequestResponse> {
     const [rowsBefore, jobsBefore] = [await eventRowCount(sys), await totalJobs(sys)];
     const res = await act();
@@ -58,7 +69,7 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
   }
 
   describe('a valid signed webhook', () => {
-    it('is persisted as queued and enqueued once, with the specification data shape and a job id from the webhook id', async () => {
+    it('is persisted (received) and enqueued once, with the specification data shape and a job id from the webhook id', async () => {
       const webhookId = randomUUID();
       const eventId = randomUUID();
       const body = fixture('orders-paid');
@@ -70,8 +81,9 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
       expect(res.headers['x-request-id']).toBe(json.requestId);
 
       const row = await getEvent(sys.db.db, SHOP, webhookId);
+      // One statement on the request's path: the row stays `received` until the events worker is done with it.
       expect(row).toMatchObject({
-        status: 'queued',
+        status: 'received',
         topic: 'orders/paid',
         shopDomain: SHOP,
         objectId: '5812345678901',
@@ -79,7 +91,7 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
         apiVersion: '2025-07',
         requestId: json.requestId,
       });
-      expect(row!.queuedAt).toBeInstanceOf(Date);
+      expect(row!.queuedAt).toBeNull();
       expect(row!.payload).toEqual(body);
 
       const jobs = await eventJobsFor(sys, webhookId);
@@ -92,7 +104,8 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
         topic: 'orders/paid',
         shopId: SHOP,
         objectId: '5812345678901',
-        raw: body,
+        // The stored event's id, not its payload: personal data stays in the database.
+        storedEventId: row!.id,
         requestId: json.requestId,
         webhookId,
         eventId,
@@ -150,7 +163,8 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
       const res = await postWebhook(sys.app!, { topic, body: fixture(name), webhookId });
       expect(res.statusCode).toBe(200);
       expect(res.json()).toMatchObject({ ok: true, duplicate: false });
-      expect((await getEvent(sys.db.db, SHOP, webhookId))?.status).toBe('queued');
+      // Stored, its job added, and nothing more on the request's path: the worker marks it done.
+      expect((await getEvent(sys.db.db, SHOP, webhookId))?.status).toBe('received');
       const jobs = await eventJobsFor(sys, webhookId);
       expect(jobs.map((j) => j.name)).toEqual([topic]);
     });
@@ -225,6 +239,23 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
       expect(rows.map((r) => r.webhookId)).toEqual([a]);
     });
 
+    it('a repeat of an unfinished webhook whose job was lost (Redis restarted empty) queues it again; a repeat of a finished one does not', async () => {
+      const webhookId = randomUUID();
+      await postWebhook(sys.app!, { topic: 'orders/paid', body: fixture('orders-paid'), webhookId });
+      const [job] = await eventJobsFor(sys, webhookId);
+      await job!.remove();
+      const again = await postWebhook(sys.app!, { topic: 'orders/paid', body: fixture('orders-paid'), webhookId });
+      expect(again.statusCode).toBe(200);
+      expect(again.json()).toMatchObject({ ok: true, duplicate: true });
+      expect((await eventJobsFor(sys, webhookId)).map((j) => j.id)).toEqual([jobIdFrom('wh', SHOP, webhookId)]);
+
+      await sys.db.db.update(events).set({ status: 'processed' }).where(eq(events.webhookId, webhookId));
+      await (await eventJobsFor(sys, webhookId))[0]!.remove();
+      const late = await postWebhook(sys.app!, { topic: 'orders/paid', body: fixture('orders-paid'), webhookId });
+      expect(late.json()).toMatchObject({ ok: true, duplicate: true });
+      expect(await eventJobsFor(sys, webhookId)).toHaveLength(0);
+    });
+
     it('keeps one row and one job when the same delivery arrives ten times at once', async () => {
       const webhookId = randomUUID();
       const eventId = randomUUID();
@@ -262,15 +293,16 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
       expect(res.headers['x-request-id']).toEqual(expect.any(String));
     });
 
+    // Signed but unusable: refused for good and recorded, so an operator sees it and Shopify's retry is recognised.
     it('rejects malformed JSON with 400 INVALID_JSON', async () => {
-      const res = await expectNothingPersisted(() => postWebhook(sys.app!, { topic: 'orders/paid', body: '{"id": 1,' }));
+      const res = await expectRecordedAsRejected(() => postWebhook(sys.app!, { topic: 'orders/paid', body: '{"id": 1,' }));
       expect(res.statusCode).toBe(400);
       expect(errorCode(res)).toBe('INVALID_JSON');
     });
 
     it('rejects bytes that are not UTF-8 with 400', async () => {
       const body = Buffer.concat([Buffer.from('{"id":1,"note":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]);
-      const res = await expectNothingPersisted(() => postWebhook(sys.app!, { topic: 'orders/paid', body }));
+      const res = await expectRecordedAsRejected(() => postWebhook(sys.app!, { topic: 'orders/paid', body }));
       expect(res.statusCode).toBe(400);
       expect(errorCode(res)).toBe('INVALID_JSON');
     });
@@ -280,7 +312,7 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
       ['a string', '"orders"'],
       ['null', 'null'],
     ])('rejects a JSON body that is %s with 400', async (_what, body) => {
-      const res = await expectNothingPersisted(() => postWebhook(sys.app!, { topic: 'orders/paid', body }));
+      const res = await expectRecordedAsRejected(() => postWebhook(sys.app!, { topic: 'orders/paid', body }));
       expect(res.statusCode).toBe(400);
       expect(errorCode(res)).toBe('INVALID_PAYLOAD');
     });
@@ -326,7 +358,7 @@ describe.each(DB_KINDS)('webhook intake on %s', (kind) => {
       const res = await postWebhook(sys.app!, { topic: 'orders/paid', body, webhookId });
       expect(res.statusCode).toBe(200);
       const row = await getEvent(sys.db.db, SHOP, webhookId);
-      expect(row?.status).toBe('queued');
+      expect(row?.status).toBe('received');
       expect(row?.payload?.note).toBe('gift\uFFFDwrap');
       expect(await eventJobsFor(sys, webhookId)).toHaveLength(1);
     });
@@ -428,7 +460,7 @@ describe.each(DB_KINDS)('webhook intake on %s when a backing store is down', (ki
     const retried = await sys.app!.inject(delivery);
     expect(retried.statusCode).toBe(200);
     expect(retried.json()).toMatchObject({ ok: true, duplicate: false });
-    expect((await getEvent(sys.db.db, SHOP, webhookId))?.status).toBe('queued');
+    expect((await getEvent(sys.db.db, SHOP, webhookId))?.status).toBe('received');
     expect(await eventJobsFor(sys, webhookId)).toHaveLength(1);
   });
 

@@ -16,7 +16,7 @@ describe('loadConfig', () => {
     expect(c.logLevel).toBe('info');
     expect(c.shopify.usingDevSecret).toBe(true);
     expect(c.adminToken).toBeUndefined();
-    expect(c.workers.queues).toEqual(['events', 'automations', 'campaigns', 'delivery', 'housekeeping']);
+    expect(c.workers.queues).toEqual(['events', 'automations', 'campaigns', 'delivery', 'housekeeping', 'sync']);
     expect(c.workers.concurrency.delivery).toBe(20);
   });
 
@@ -72,6 +72,10 @@ describe('loadConfig', () => {
     [{ ADMIN_TOKEN: 'short' }, 'ADMIN_TOKEN'],
     [{ REDIS_PREFIX: 'ends:' }, 'REDIS_PREFIX'],
     [{ NODE_ENV: 'production' }, 'SHOPIFY_API_SECRET'],
+    [{ NODE_ENV: 'production', SHOPIFY_API_SECRET: 's', PUBLIC_URL: 'https://x.example' }, 'MITTO_API_KEY'],
+    [{ NODE_ENV: 'production', SHOPIFY_API_SECRET: 's', MITTO_API_KEY: 'k' }, 'PUBLIC_URL'],
+    [{ TRUST_PROXY: 'yes please' }, 'TRUST_PROXY'],
+    [{ HTTP_REQUEST_TIMEOUT_MS: '5' }, 'HTTP_REQUEST_TIMEOUT_MS'],
   ])('rejects %o naming %s', (env, variable) => {
     try {
       loadConfig(env);
@@ -82,6 +86,39 @@ describe('loadConfig', () => {
       expect((err as ConfigError).message.startsWith(`${variable}:`)).toBe(true);
       expect((err as ConfigError).code).toBe('CONFIG_INVALID');
     }
+  });
+
+  it('production runs the sandbox only when told to, and reads TRUST_PROXY as a flag, a hop count or addresses', () => {
+    const prod = { NODE_ENV: 'production', SHOPIFY_API_SECRET: 's', PUBLIC_URL: 'https://sms.example', TOKEN_ENCRYPTION_KEY: 'a'.repeat(64) };
+    expect(loadConfig({ ...prod, SMS_PROVIDER: 'sandbox' }).sms.provider).toBe('sandbox');
+    expect(loadConfig({ ...prod, MITTO_API_KEY: 'k' }).sms.provider).toBe('mitto');
+    expect(loadConfig({}).http.trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).http.trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: '2' }).http.trustProxy).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8,127.0.0.1' }).http.trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1']);
+  });
+
+  it('reads a Redis Cluster from REDIS_CLUSTER_NODES and refuses a prefix whose keys would not share a slot', () => {
+    const c = loadConfig({ REDIS_CLUSTER_NODES: '127.0.0.1:7001, 127.0.0.1:7002,[::1]:7003', REDIS_PREFIX: '{smsblossom}' });
+    expect(c.redis.cluster).toEqual({ nodes: [{ host: '127.0.0.1', port: 7001 }, { host: '127.0.0.1', port: 7002 }, { host: '::1', port: 7003 }], tls: false });
+    // A cluster is never replaced by an embedded server.
+    expect(c.redis.embedded).toBe(false);
+    expect(loadConfig({}).redis.cluster).toBeUndefined();
+    const tls = loadConfig({ REDIS_CLUSTER_NODES: 'rediss://app:s3cret@a.example:6380,rediss://app:s3cret@b.example:6380', REDIS_PREFIX: 'sms:{prod}' });
+    expect(tls.redis.cluster).toEqual({ nodes: [{ host: 'a.example', port: 6380 }, { host: 'b.example', port: 6380 }], username: 'app', password: 's3cret', tls: true });
+
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: '127.0.0.1:7001' })).toThrow(/^REDIS_PREFIX: must contain a \{hash tag\} when REDIS_CLUSTER_NODES is set.*REDIS_PREFIX=\{smsblossom\} \(got "smsblossom:dev"\)$/);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: '127.0.0.1:7001', REDIS_PREFIX: 'a:{}:b' })).toThrow(/^REDIS_PREFIX: must contain a \{hash tag\}/);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: '127.0.0.1:notaport', REDIS_PREFIX: '{s}' })).toThrow(/^REDIS_CLUSTER_NODES: each node must be host:port/);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: 'redis://a:1@h:1,redis://b:2@h:2', REDIS_PREFIX: '{s}' })).toThrow(/^REDIS_CLUSTER_NODES: every node URL must name the same credentials/);
+    // The password is never echoed.
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: 'redis://u:hunter2@h:1/3', REDIS_PREFIX: '{s}' })).toThrow(/^REDIS_CLUSTER_NODES: each node must be host:port \(entry 1 is not\)$/);
+  });
+
+  it('reads how PostgreSQL is reached: session by default, transaction behind a pooler in that mode', () => {
+    expect(loadConfig({}).database.poolMode).toBe('session');
+    expect(loadConfig({ DATABASE_POOL_MODE: 'transaction' }).database.poolMode).toBe('transaction');
+    expect(() => loadConfig({ DATABASE_POOL_MODE: 'statement' })).toThrow(/^DATABASE_POOL_MODE: /);
   });
 
   it('never echoes a secret value in the error', () => {

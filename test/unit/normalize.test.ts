@@ -442,8 +442,8 @@ describe('customers', () => {
     });
   });
 
-  it('normalises customers/marketing_consent_update', () => {
-    const ctx = norm('customers/marketing_consent_update', fixture('customers-marketing_consent_update'), 'customer');
+  it('normalises customers_marketing_consent/update', () => {
+    const ctx = norm('customers_marketing_consent/update', fixture('customers-marketing_consent_update'), 'customer');
     expect(ctx.objectId).toBe('7234567894567');
     expect(ctx.customer).toEqual({
       shopifyId: '7234567894567',
@@ -460,7 +460,7 @@ describe('customers', () => {
   });
 
   it('accepts customer_id in a consent update that has no id', () => {
-    const ctx = norm('customers/marketing_consent_update', { customer_id: 55, phone: '+33612345678' }, 'customer');
+    const ctx = norm('customers_marketing_consent/update', { customer_id: 55, phone: '+33612345678' }, 'customer');
     expect(ctx.objectId).toBe('55');
     expect(ctx.customer.shopifyId).toBe('55');
   });
@@ -617,17 +617,28 @@ describe('privacy', () => {
 
 describe('shop and unknown topics', () => {
   it('shop/redact and app/uninstalled carry no object id', () => {
-    expect(normalizeEventContext('shop/redact', fixture('shop-redact'), SHOP)).toEqual({
+    expect(normalizeEventContext('shop/redact', fixture('shop-redact'), SHOP)).toMatchObject({
       kind: 'shop',
       topic: 'shop/redact',
       shopId: SHOP,
-      objectId: null,
+      shop: null,
     });
-    expect(normalizeEventContext('app/uninstalled', fixture('app-uninstalled'), SHOP)).toEqual({
+    expect(normalizeEventContext('app/uninstalled', fixture('app-uninstalled'), SHOP)).toMatchObject({
       kind: 'shop',
       topic: 'app/uninstalled',
       shopId: SHOP,
-      objectId: null,
+      shop: null,
+    });
+  });
+
+  it('shop/update carries the shop\'s name, IANA zone, country and currency', () => {
+    const raw = { id: 548380009, name: 'Super Toys', iana_timezone: 'America/New_York', country_code: 'us', currency: 'USD' };
+    expect(normalizeEventContext('shop/update', raw, SHOP)).toEqual({
+      kind: 'shop',
+      topic: 'shop/update',
+      shopId: SHOP,
+      objectId: '548380009',
+      shop: { name: 'Super Toys', timezone: 'America/New_York', countryCode: 'US', currency: 'USD' },
     });
   });
 
@@ -687,7 +698,7 @@ describe('bad input', () => {
     ['checkouts/create', { token: '' }, 'token'],
     ['fulfillments/update', { order_id: 1, tracking_number: 'x' }, 'id'],
     ['customers/update', { email: 'a@example.com' }, 'id'],
-    ['customers/marketing_consent_update', { phone: '+33612345678', sms_marketing_consent: { state: 'subscribed' } }, 'id'],
+    ['customers_marketing_consent/update', { phone: '+33612345678', sms_marketing_consent: { state: 'subscribed' } }, 'id'],
     ['inventory_levels/update', { location_id: 1, available: 3 }, 'inventory_item_id'],
   ])('%s without its identifier names the field', (topic, raw, field) => {
     const err = thrown(() => normalizeEventContext(topic, raw, SHOP));

@@ -150,12 +150,12 @@ describe('evaluateRules', () => {
     expect(evaluateRules(input({ now: NIGHT_NY, automation: { quietHours: { enabled: false } } })).action).toBe('send');
   });
 
-  it('derives the zone from the address, else the shop, else UTC', () => {
+  it('derives the zone from the address, else the shop, else UTC (a phone that tells nothing)', () => {
     const at = new Date('2024-07-01T21:30:00Z'); // 23:30 Berlin, 17:30 New York, 14:30 Los Angeles, 21:30 UTC
     const base = { smsConsent: 'subscribed' as const, optedOutAt: null, phone: '+1' };
     const byAddress = evaluateRules(input({ now: at, contact: { ...base, countryCode: 'US', provinceCode: 'CA' } }));
     expect(byAddress.action).toBe('send');
-    expect(byAddress.trace.at(-1)?.detail).toBe('outside 21:00-08:00 America/Los_Angeles (contact)');
+    expect(byAddress.trace.at(-1)?.detail).toBe('outside 21:00-08:00 America/Los_Angeles (address)');
 
     const byShop = evaluateRules(input({ now: at, contact: base }));
     expect(byShop).toMatchObject({ action: 'defer', until: new Date('2024-07-02T06:00:00Z') });

@@ -6,7 +6,10 @@ import {
   isValidTimezone,
   parseClock,
   quietHoursDecision,
+  quietHoursDecisionAll,
+  recipientZones,
   resolveTimezone,
+  timezonesForPhone,
   timezoneForAddress,
   type QuietHoursWindow,
 } from '../../src/rules/quietHours.js';
@@ -267,5 +270,40 @@ describe('timezoneForAddress', () => {
     const zones = addressTimezones();
     expect(zones.length).toBeGreaterThan(80);
     for (const z of zones) expect([z, isValidTimezone(z)]).toEqual([z, true]);
+  });
+});
+
+describe('recipientZones: address, then phone area code, then the country\'s zones, then the shop', () => {
+  const NOW = new Date('2026-06-01T20:30:00Z'); // 16:30 New York
+
+  it('a US contact without a province is placed by the phone\'s area code', () => {
+    expect(timezonesForPhone('+12125550123')).toEqual(['America/New_York']);
+    expect(recipientZones({ countryCode: 'US', phone: '+12125550123' }, 'UTC', NOW)).toEqual({ zones: ['America/New_York'], source: 'phone' });
+    expect(recipientZones({ countryCode: 'US', phone: '+13105550123' }, 'UTC', NOW)).toEqual({ zones: ['America/Los_Angeles'], source: 'phone' });
+  });
+
+  it('the address wins over the phone', () => {
+    expect(recipientZones({ countryCode: 'US', provinceCode: 'CA', phone: '+12125550123' }, 'UTC', NOW)).toEqual({ zones: ['America/Los_Angeles'], source: 'address' });
+  });
+
+  it('a US contact with no hint gets every mainland zone; the shop\'s zone only when nothing else is known', () => {
+    const us = recipientZones({ countryCode: 'US', phone: null }, 'Europe/Berlin', NOW);
+    expect(us.source).toBe('country');
+    expect(us.zones).toEqual(expect.arrayContaining(['America/New_York', 'America/Los_Angeles', 'Pacific/Honolulu']));
+    expect(us.zones).not.toContain('Pacific/Guam');
+    expect(recipientZones({ phone: '+18005550199' }, 'America/Chicago', NOW)).toEqual({ zones: ['America/Chicago'], source: 'shop' });
+    expect(recipientZones({}, null, NOW)).toEqual({ zones: ['UTC'], source: 'default' });
+  });
+
+  it('across several zones a message waits until it is allowed in all of them', () => {
+    // 06:00 New York = 03:00 Los Angeles: New York opens at 08:00 NY, Los Angeles at 08:00 LA = 11:00 NY.
+    const at = new Date('2026-06-01T10:00:00Z');
+    const d = quietHoursDecisionAll({ now: at, zones: ['America/New_York', 'America/Los_Angeles'], enabled: true });
+    expect(d).toMatchObject({ allowed: false, deferUntil: new Date('2026-06-01T15:00:00Z') });
+    // 16:30 New York = 13:30 Los Angeles: allowed in both.
+    expect(quietHoursDecisionAll({ now: NOW, zones: ['America/New_York', 'America/Los_Angeles'], enabled: true }).allowed).toBe(true);
+    // 20:30 Los Angeles = 23:30 New York: quiet in New York until 08:00 NY = 05:00 LA, then quiet in LA until 08:00 LA.
+    const late = quietHoursDecisionAll({ now: new Date('2026-06-02T03:30:00Z'), zones: ['America/New_York', 'America/Los_Angeles'], enabled: true });
+    expect(late).toMatchObject({ allowed: false, deferUntil: new Date('2026-06-02T15:00:00Z') });
   });
 });

@@ -1,6 +1,7 @@
 /** The segment language: validation and the SQL each operator compiles to (parameterised, never concatenated). */
 import { describe, expect, it } from 'vitest';
-import { compileSegment, parseSegmentFilter, toQuery, MAX_DEPTH, type SegmentFilter } from '../../src/campaigns/segments.js';
+import { parseSegmentFilter, MAX_DEPTH, type SegmentFilter } from '../../src/campaigns/segments.js';
+import { compileSegment, toQuery } from '../../src/db/segmentFilter.js';
 import { isAppError } from '../../src/errors.js';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -91,6 +92,14 @@ describe('segment validation', () => {
     invalid({ createdWithin: { days: 0 } });
     invalid({ consent: 'subscribed', hasPhone: true });
     invalid(null);
+  });
+
+  it('names an unknown condition and where it is, and the field of a bad value (issue 15)', () => {
+    expect(invalid({ favouriteColour: 'red' })).toMatch(/^segment filter: favouriteColour: unknown condition "favouriteColour" \(known: and, or, not, consent/);
+    expect(invalid({ and: [{ consent: 'subscribed' }, { or: [{ tagz: { any: ['vip'] } }] }] })).toMatch(/^segment filter: and\.1\.or\.0\.tagz: unknown condition "tagz"/);
+    expect(invalid({ ordersCount: { gte: 'two' } })).toMatch(/^segment filter: ordersCount\.gte: /);
+    expect(invalid({ consent: 'subscribed', hasPhone: true })).toContain('exactly one key');
+    expect(invalid({ not: { consent: 'maybe' } })).toMatch(/^segment filter: not\.consent: /);
   });
 
   it('rejects filters nested deeper than the limit', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
-import { queuesFromArgv } from '../../src/queue/worker.js';
+import { queuesFromArgv } from '../../src/queue/queueArgs.js';
 
 function errorOf(fn: () => unknown): AppError {
   try {

@@ -4,17 +4,18 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { renderAutomationMessage } from '../../automations/content.js';
+import { isTransactional, MARKETING_TRIGGERS } from '../../automations/defaults.js';
 import { simulateEvent } from '../../automations/simulate.js';
 import { ensureDefaultAutomations, listAutomations, updateAutomation, type AutomationPatch } from '../../db/automations.js';
-import type { Automation, AutomationRules, Shop } from '../../db/schema.js';
+import type { Automation, AutomationRules, AutomationTrigger, Shop } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
-import { analyzeSms, estimateCost } from '../../messages/encoding.js';
-import { appendOptOutFooter, createRenderer, type Renderer } from '../../messages/render.js';
-import { shopSettings, templateVars } from '../../queue/processors/automations.js';
+import type { Renderer } from '../../messages/render.js';
 import { parseCondition } from '../../rules/conditions.js';
 import { normalizeEventContext } from '../../shopify/normalize.js';
-import type { AppDeps } from '../app.js';
+import { appRenderer, type AppDeps } from '../deps.js';
 import { merchantAuth, requireShop } from '../merchantAuth.js';
+import { takePreview } from '../previewLimit.js';
 import { routeSchema, useZodValidation } from './docs.js';
 import { frequencyCapSchema, quietHoursSchema } from './settings.js';
 
@@ -92,8 +93,20 @@ const SAMPLE_FOR_TRIGGER: Record<Automation['trigger'], string> = {
   welcome: 'customer',
 };
 
-/** Validates what an automation is about to become; throws TEMPLATE_INVALID, CONDITION_INVALID or VALIDATION_FAILED. */
-export function validateAutomationPatch(patch: AutomationPatch, renderer: Renderer): void {
+/**
+ * Validates what an automation is about to become; throws TEMPLATE_INVALID, CONDITION_INVALID, VALIDATION_FAILED, or
+ * AUTOMATION_KIND_FIXED when a marketing automation would lose its consent, quiet hours or footer.
+ */
+export function validateAutomationPatch(patch: AutomationPatch, renderer: Renderer, trigger: AutomationTrigger): void {
+  if (MARKETING_TRIGGERS.has(trigger)) {
+    const fixed = (field: string) =>
+      new AppError('AUTOMATION_KIND_FIXED', `${field}: ${trigger} messages are marketing; they need marketing consent and respect quiet hours`, {
+        details: { field },
+      });
+    if (patch.transactional === true) throw fixed('transactional');
+    if (patch.rules?.consent === 'transactional') throw fixed('rules.consent');
+    if (patch.rules?.quietHours?.bypass === true) throw fixed('rules.quietHours.bypass');
+  }
   if (patch.template !== undefined) renderer.validate(patch.template);
   const rules = patch.rules;
   if (rules?.conditions !== undefined && rules.conditions !== null) parseCondition(rules.conditions);
@@ -105,7 +118,7 @@ function publicAutomation(a: Automation) {
     trigger: a.trigger,
     name: a.name,
     enabled: a.enabled,
-    transactional: a.transactional,
+    transactional: isTransactional(a),
     delayMinutes: a.delayMinutes,
     template: a.template,
     rules: a.rules,
@@ -123,10 +136,10 @@ async function findAutomation(deps: AppDeps, shop: Shop, id: number): Promise<Au
 export async function registerAutomationRoutes(app: FastifyInstance, { deps }: { deps: AppDeps }): Promise<void> {
   useZodValidation(app);
   app.addHook('onRequest', merchantAuth(deps));
-  const renderer = createRenderer();
+  const renderer = appRenderer(deps);
   const sms = { sender: deps.config.sms.sender, costPerSegment: deps.config.sms.costPerSegment };
 
-  app.get('/api/automations', routeSchema({ summary: "The shop's automations", tags: ['automations'], auth: 'merchant' }), async (req) => {
+  app.get('/api/automations', routeSchema({ operationId: 'listAutomations', summary: "The shop's automations", tags: ['automations'], auth: 'merchant' }), async (req) => {
     const shop = requireShop(req);
     let rows = await listAutomations(deps.db.db, shop.id);
     if (rows.length === 0) {
@@ -138,7 +151,7 @@ export async function registerAutomationRoutes(app: FastifyInstance, { deps }: {
 
   app.get(
     '/api/automations/:id',
-    routeSchema({ summary: 'One automation', tags: ['automations'], auth: 'merchant', params: idParams }),
+    routeSchema({ operationId: 'getAutomation', summary: 'One automation', tags: ['automations'], auth: 'merchant', params: idParams, errors: [404] }),
     async (req) => {
       const { id } = req.params as z.output<typeof idParams>;
       return publicAutomation(await findAutomation(deps, requireShop(req), id));
@@ -148,11 +161,13 @@ export async function registerAutomationRoutes(app: FastifyInstance, { deps }: {
   app.patch(
     '/api/automations/:id',
     routeSchema({
+      operationId: 'updateAutomation',
       summary: 'Update an automation; the template is checked on save (TEMPLATE_INVALID), conditions too (CONDITION_INVALID)',
       tags: ['automations'],
       auth: 'merchant',
       params: idParams,
       body: automationPatch,
+      errors: [404],
     }),
     async (req) => {
       const shop = requireShop(req);
@@ -164,7 +179,7 @@ export async function registerAutomationRoutes(app: FastifyInstance, { deps }: {
         // Rules are merged key by key, so changing the cap does not drop the conditions.
         ...(body.rules ? { rules: { ...current.rules, ...(body.rules as AutomationRules) } } : {}),
       };
-      validateAutomationPatch(patch, renderer);
+      validateAutomationPatch(patch, renderer, current.trigger);
       const updated = await updateAutomation(deps.db.db, shop.id, id, patch);
       if (!updated) throw new AppError('NOT_FOUND', `automation ${id} does not exist`);
       req.log.info({ automationId: id, fields: Object.keys(body) }, 'Automation updated');
@@ -175,14 +190,18 @@ export async function registerAutomationRoutes(app: FastifyInstance, { deps }: {
   app.post(
     '/api/automations/:id/preview',
     routeSchema({
+      operationId: 'previewAutomation',
       summary: 'Render a template (the stored one, or one given) against a sample event; nothing is saved or sent',
       tags: ['automations'],
       auth: 'merchant',
       params: idParams,
       body: previewBody,
+      errors: [404, 422],
     }),
     async (req) => {
       const shop = requireShop(req);
+      // Each preview renders merchant-written Liquid: a tight per-shop budget, and the render goes to a thread.
+      await takePreview(deps, shop.id);
       const { id } = req.params as z.output<typeof idParams>;
       const body = (req.body ?? {}) as z.output<typeof previewBody>;
       const automation = await findAutomation(deps, shop, id);
@@ -193,21 +212,18 @@ export async function registerAutomationRoutes(app: FastifyInstance, { deps }: {
         : SAMPLE_CONTEXTS[SAMPLE_FOR_TRIGGER[automation.trigger]]!;
       if (ctx.kind === 'unknown') throw new AppError('VALIDATION_FAILED', `body.event.topic: "${body.event!.topic}" is not a topic SMS Blossom handles`);
       if (ctx.customer) ctx.customer = { ...ctx.customer, phone: null, email: null };
-      const settings = shopSettings(shop);
-      const rendered = await renderer.render(template, templateVars(shop, null, ctx), {
-        timezone: shop.timezone,
-        currency: ctx.order?.currency ?? ctx.checkout?.currency ?? shop.currency,
-        locale: settings.locale,
-      });
-      const text = automation.transactional ? rendered.text : appendOptOutFooter(rendered.text, settings.optOutFooter);
-      const analysis = analyzeSms(text);
+      const transactional = isTransactional(automation);
+      const message = await renderAutomationMessage(
+        { template, shop, contact: null, ctx, timezone: shop.timezone, transactional },
+        { renderer, costPerSegment: sms.costPerSegment },
+      );
       return {
-        text,
-        warnings: rendered.warnings,
-        encoding: analysis.encoding,
-        segments: analysis.segments,
-        costEstimate: estimateCost(analysis.segments, sms.costPerSegment),
-        footer: !automation.transactional,
+        text: message.text,
+        warnings: message.warnings,
+        encoding: message.encoding,
+        segments: message.segments,
+        costEstimate: message.costEstimate,
+        footer: !transactional,
       };
     },
   );
@@ -215,14 +231,18 @@ export async function registerAutomationRoutes(app: FastifyInstance, { deps }: {
   app.post(
     '/api/automations/simulate',
     routeSchema({
+      operationId: 'simulateEvent',
       summary: "Dry run: what each automation would decide for a Shopify event, and the text it would send. Sends nothing, writes nothing",
       tags: ['automations'],
       auth: 'merchant',
       body: simulateBody,
+      errors: [422],
     }),
     async (req) => {
       const shop = requireShop(req);
       const body = req.body as z.output<typeof simulateBody>;
+      // A simulation renders the merchant's stored template: on a render thread, within the same per-shop budget.
+      await takePreview(deps, shop.id);
       return simulateEvent(shop, body, { db: deps.db.db, renderer, sms }, body.at ? new Date(body.at) : new Date());
     },
   );

@@ -43,7 +43,7 @@ export async function registerContactRoutes(app: FastifyInstance, { deps }: { de
 
   app.get(
     '/api/contacts',
-    routeSchema({ summary: 'List or search contacts (q matches phone, email, names), newest first', tags: ['contacts'], auth: 'merchant', querystring: listQuery }),
+    routeSchema({ operationId: 'listContacts', summary: 'List or search contacts (q matches phone, email, names), newest first', tags: ['contacts'], auth: 'merchant', querystring: listQuery }),
     async (req) => {
       const q = req.query as z.output<typeof listQuery>;
       const items = await searchContacts(db, requireShop(req).id, q);
@@ -53,7 +53,7 @@ export async function registerContactRoutes(app: FastifyInstance, { deps }: { de
 
   app.get(
     '/api/contacts/:id',
-    routeSchema({ summary: 'One contact, its consent history, messages and skipped messages', tags: ['contacts'], auth: 'merchant', params: idParams }),
+    routeSchema({ operationId: 'getContact', summary: 'One contact, its consent history, messages and skipped messages', tags: ['contacts'], auth: 'merchant', params: idParams, errors: [404] }),
     async (req) => {
       const shop = requireShop(req);
       const { id } = req.params as z.output<typeof idParams>;
@@ -71,11 +71,13 @@ export async function registerContactRoutes(app: FastifyInstance, { deps }: { de
   app.post(
     '/api/contacts/:id/consent',
     routeSchema({
+      operationId: 'setContactConsent',
       summary: "Change a contact's SMS consent; recorded in the consent history with source admin:api",
       tags: ['contacts'],
       auth: 'merchant',
       params: idParams,
       body: consentBody,
+      errors: [404, 409],
     }),
     async (req) => {
       const shop = requireShop(req);
@@ -87,8 +89,17 @@ export async function registerContactRoutes(app: FastifyInstance, { deps }: { de
         requestId: req.id,
       });
       if (!result) throw new AppError('NOT_FOUND', `contact ${id} does not exist`);
+      if (result.refused) {
+        throw new AppError(
+          'CONSENT_LOCKED',
+          result.refused === 'redacted'
+            ? `state: contact ${id} was redacted; its consent cannot change`
+            : `state: contact ${id} opted out; only the person can opt back in (reply START, or subscribe again in Shopify)`,
+          { details: { field: 'state', reason: result.refused } },
+        );
+      }
       req.log.info({ contactId: id, consent: body.state, changed: result.changed }, 'Consent set by merchant');
-      return result;
+      return { contact: result.contact, changed: result.changed };
     },
   );
 
@@ -96,13 +107,15 @@ export async function registerContactRoutes(app: FastifyInstance, { deps }: { de
     '/api/contacts/import',
     {
       ...routeSchema({
+        operationId: 'importContacts',
         summary: 'Import contacts from CSV (text/csv body): bad rows are reported with line number and reason, good rows are kept',
         description:
           'Header row required. Columns: phone (required), first_name, last_name, email, tags (";"-separated), country (ISO alpha-2), ' +
           'customer_id, consent (subscribed | unsubscribed | not_subscribed).',
         tags: ['contacts'],
         auth: 'merchant',
-        consumes: ['text/csv'],
+        rawBody: { contentTypes: ['text/csv', 'application/csv'], description: 'The CSV file' },
+        errors: [413],
       }),
       bodyLimit: IMPORT_BODY_LIMIT,
     },

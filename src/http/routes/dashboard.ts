@@ -13,11 +13,39 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isAppError } from '../../errors.js';
 import { QUEUE_NAMES } from '../../queue/queues.js';
 import type { AppDeps } from '../app.js';
-import { isAdminToken, issueOperatorSession, OPERATOR_COOKIE, OPERATOR_SESSION_TTL_MS, operatorGuard } from '../auth.js';
+import { isAdminToken, issueOperatorSession, OPERATOR_COOKIE, OPERATOR_SESSION_TTL_MS } from '../auth.js';
+import { guardOperators, operatorLockout } from '../operatorLockout.js';
+import { routeSchema } from './docs.js';
 
 export const DASHBOARD_PATH = '/admin/queues';
+
+const page = (description: string) => ({ description, contentType: 'text/html' });
+const loginDocs = {
+  form: routeSchema({
+    operationId: 'loginForm',
+    summary: 'The operator login form',
+    tags: ['dashboard'],
+    auth: 'public',
+    answers: { 200: page('The form'), 403: page('ADMIN_TOKEN is not set') },
+  }),
+  login: routeSchema({
+    operationId: 'login',
+    summary: 'Log in with ADMIN_TOKEN (form field `token`); sets the session cookie and redirects to `next`',
+    tags: ['dashboard'],
+    auth: 'public',
+    rawBody: { contentTypes: ['application/x-www-form-urlencoded'], description: 'token=<ADMIN_TOKEN>&next=<a path under /admin/>' },
+    answers: {
+      303: 'Logged in: Set-Cookie, and on to `next` (the dashboard by default)',
+      401: page('The form again: wrong token'),
+      403: page('ADMIN_TOKEN is not set'),
+      429: page('Too many failed logins from this address'),
+    },
+  }),
+  logout: routeSchema({ operationId: 'logout', summary: 'End the session: clears the cookie', tags: ['dashboard'], auth: 'public', answers: { 303: 'To the login form' } }),
+};
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -50,6 +78,7 @@ function sessionCookie(req: FastifyRequest, value: string, maxAgeSeconds: number
 
 export async function registerDashboardRoutes(app: FastifyInstance, { deps }: { deps: AppDeps }): Promise<void> {
   const adminToken = deps.config.adminToken;
+  const lockout = operatorLockout(deps);
 
   // Login and logout: forms post application/x-www-form-urlencoded.
   await app.register(async (login) => {
@@ -64,18 +93,24 @@ export async function registerDashboardRoutes(app: FastifyInstance, { deps }: { 
         .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
         .send(body);
 
-    login.get('/admin/login', async (req, reply) => {
+    login.get('/admin/login', loginDocs.form, async (req, reply) => {
       const next = safeNext((req.query as Record<string, unknown>)?.next);
       if (!adminToken) return html(reply, 403, loginPage(next, 'Operator access is disabled: set ADMIN_TOKEN.'));
       return html(reply, 200, loginPage(next));
     });
 
     // Rate limited more tightly than other routes (see ../admin.ts): this is where a token would be guessed.
-    login.post('/admin/login', async (req, reply) => {
+    login.post('/admin/login', loginDocs.login, async (req, reply) => {
       const form = (req.body ?? {}) as Record<string, unknown>;
       const next = safeNext(form.next);
       if (!adminToken) return html(reply, 403, loginPage(next, 'Operator access is disabled: set ADMIN_TOKEN.'));
+      try {
+        await lockout.check(req.ip);
+      } catch (err) {
+        return html(reply, 429, loginPage(next, (err as Error).message));
+      }
       if (typeof form.token !== 'string' || !isAdminToken(form.token, adminToken)) {
+        await lockout.failed(req.ip);
         req.log.warn('Operator login refused');
         return html(reply, 401, loginPage(next, 'That token is not right.'));
       }
@@ -85,7 +120,7 @@ export async function registerDashboardRoutes(app: FastifyInstance, { deps }: { 
         .redirect(next, 303);
     });
 
-    login.post('/admin/logout', async (req, reply) =>
+    login.post('/admin/logout', loginDocs.logout, async (req, reply) =>
       reply.header('set-cookie', sessionCookie(req, '', 0)).redirect('/admin/login', 303),
     );
   });
@@ -93,7 +128,17 @@ export async function registerDashboardRoutes(app: FastifyInstance, { deps }: { 
   // Bull Board, with the five queues, behind the operator guard (cookie on every method: the board is a browser app
   // whose writes are same-origin fetches; SameSite=Strict keeps other sites' requests from carrying the cookie).
   await app.register(async (board) => {
-    board.addHook('onRequest', operatorGuard(adminToken, { cookieForWrites: true, loginRedirect: true }));
+    // Bull Board sets its own error handler on this scope, which would answer the guard's refusals (no ADMIN_TOKEN, no
+    // token) as {"error":{"key":"ERRORS.INTERNAL_SERVER_ERROR"}}: they are answered here, in the service's envelope.
+    const guard = guardOperators(deps, { cookieForWrites: true, loginRedirect: true });
+    board.addHook('onRequest', async (req, reply) => {
+      try {
+        return await guard(req, reply);
+      } catch (err) {
+        if (!isAppError(err)) throw err;
+        return reply.status(err.statusCode).send({ ...err.toJSON(), requestId: req.id });
+      }
+    });
     const serverAdapter = new FastifyAdapter();
     serverAdapter.setBasePath(DASHBOARD_PATH);
     createBullBoard({

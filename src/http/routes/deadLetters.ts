@@ -1,10 +1,11 @@
 /** Operator API for the dead-letter queue, under `/admin/dlq` (Authorization: Bearer ADMIN_TOKEN). */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { AppError, describeIssues } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { QUEUE_NAMES } from '../../queue/queues.js';
 import type { AppDeps } from '../app.js';
-import { operatorGuard } from '../auth.js';
+import { guardOperators } from '../operatorLockout.js';
+import { routeSchema, useZodValidation, type RouteDoc } from './docs.js';
 
 const listQuery = z.object({
   queue: z.enum(QUEUE_NAMES).optional(),
@@ -23,44 +24,46 @@ const purgeBody = z
   })
   .refine((b) => b.all === true || b.queue || b.shopId || b.before, 'name a queue, shopId or before, or pass "all": true');
 
-function parse<T extends z.ZodTypeAny>(schema: T, value: unknown, where: string): z.output<T> {
-  const r = schema.safeParse(value ?? {});
-  if (!r.success) throw new AppError('VALIDATION_FAILED', `${where}: ${describeIssues(r.error.issues)}`);
-  return r.data;
-}
+const doc = (d: Omit<RouteDoc, 'tags' | 'auth'>) => routeSchema({ ...d, tags: ['operator'], auth: 'operator' });
 
 export async function registerDeadLetterRoutes(app: FastifyInstance, { deps }: { deps: AppDeps }): Promise<void> {
   const dlq = deps.deadLetters;
   app.register(async (admin) => {
-    admin.addHook('onRequest', operatorGuard(deps.config.adminToken));
+    useZodValidation(admin);
+    admin.addHook('onRequest', guardOperators(deps));
 
-    admin.get('/admin/dlq', async (req) => {
-      const q = parse(listQuery, req.query, 'query');
+    admin.get('/admin/dlq', doc({ operationId: 'listDeadLetters', summary: 'Dead letters, oldest first, by queue and shop', querystring: listQuery }), async (req) => {
+      const q = req.query as z.output<typeof listQuery>;
       const items = await dlq.list(q);
       const size = await dlq.count({ queue: q.queue, shopId: q.shopId, includeReplayed: q.includeReplayed });
       return { items, size, nextAfterId: items.length === q.limit ? items[items.length - 1]!.id : null };
     });
 
-    admin.get('/admin/dlq/:id', async (req) => {
-      const { id } = parse(idParams, req.params, 'params');
+    admin.get('/admin/dlq/:id', doc({ operationId: 'getDeadLetter', summary: 'One dead letter: the job, its error and attempts', params: idParams, errors: [404] }), async (req) => {
+      const { id } = req.params as z.output<typeof idParams>;
       const row = await dlq.get(id);
       if (!row) throw new AppError('NOT_FOUND', `dead letter ${id} does not exist`);
       return row;
     });
 
-    admin.post('/admin/dlq/:id/replay', async (req) => {
-      const { id } = parse(idParams, req.params, 'params');
-      return dlq.replay(id);
-    });
+    admin.post(
+      '/admin/dlq/:id/replay',
+      doc({ operationId: 'replayDeadLetter', summary: 'Enqueue the job again, as new; the dead letter is marked replayed', params: idParams, errors: [404] }),
+      async (req) => dlq.replay((req.params as z.output<typeof idParams>).id),
+    );
 
-    admin.delete('/admin/dlq/:id', async (req, reply) => {
-      const { id } = parse(idParams, req.params, 'params');
-      if (!(await dlq.remove(id))) throw new AppError('NOT_FOUND', `dead letter ${id} does not exist`);
-      return reply.status(204).send();
-    });
+    admin.delete(
+      '/admin/dlq/:id',
+      doc({ operationId: 'deleteDeadLetter', summary: 'Delete a dead letter', params: idParams, errors: [404], answers: { 204: 'Deleted' } }),
+      async (req, reply) => {
+        const { id } = req.params as z.output<typeof idParams>;
+        if (!(await dlq.remove(id))) throw new AppError('NOT_FOUND', `dead letter ${id} does not exist`);
+        return reply.status(204).send();
+      },
+    );
 
-    admin.post('/admin/dlq/purge', async (req) => {
-      const b = parse(purgeBody, req.body, 'body');
+    admin.post('/admin/dlq/purge', doc({ operationId: 'purgeDeadLetters', summary: 'Delete dead letters by queue, shop or age (or all)', body: purgeBody }), async (req) => {
+      const b = req.body as z.output<typeof purgeBody>;
       return { purged: await dlq.purge({ queue: b.queue, shopId: b.shopId, before: b.before }) };
     });
   });

@@ -4,6 +4,19 @@ import { QUEUE_NAMES } from '../../queue/queues.js';
 import { pingRedis } from '../../queue/redis.js';
 import type { AppDeps } from '../app.js';
 import { collectQueueMetrics } from '../../queue/metrics.js';
+import { routeSchema, type RouteDoc } from './docs.js';
+
+/** A probe's route options: anyone may call it; 503 when what it checks does not answer. */
+const probe = (d: Omit<RouteDoc, 'tags' | 'auth'>) => routeSchema({ ...d, tags: ['health'], auth: 'public' });
+const live = probe({ operationId: 'live', summary: 'Liveness: the process answers', answers: { 200: 'Alive' } });
+const health = probe({ operationId: 'health', summary: 'Database and Redis, with their latency', answers: { 200: 'Both answer', 503: 'Degraded' } });
+const ready = probe({ operationId: 'ready', summary: 'Readiness: database and Redis answer', answers: { 200: 'Ready', 503: 'Not ready' } });
+const queueHealth = probe({ operationId: 'queueHealth', summary: "Redis and this process's workers", answers: { 200: 'Redis answers', 503: 'Redis does not' } });
+const queueMetrics = probe({
+  operationId: 'queueMetrics',
+  summary: 'Job counts per queue and state, processing rates, dead-letter count',
+  answers: { 200: 'The counts', 503: 'Redis does not answer' },
+});
 
 export async function registerHealthRoutes(app: FastifyInstance, { deps }: { deps: AppDeps }): Promise<void> {
   const timeout = deps.config.redis.healthTimeoutMs;
@@ -25,27 +38,27 @@ export async function registerHealthRoutes(app: FastifyInstance, { deps }: { dep
   };
   const workerStatus = () => deps.workers?.status() ?? { workerCount: 0, workers: [] };
 
-  app.get('/health/live', async () => ({ status: 'ok' }));
+  app.get('/health/live', live, async () => ({ status: 'ok' }));
 
-  app.get('/health', async (_req, reply) => {
+  app.get('/health', health, async (_req, reply) => {
     const [database, redis] = await Promise.all([checkDatabase(), checkRedis()]);
     const ok = database.ok && redis.ok;
     return reply.status(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', database, redis });
   });
 
-  app.get('/health/ready', async (_req, reply) => {
+  app.get('/health/ready', ready, async (_req, reply) => {
     const [database, redis] = await Promise.all([checkDatabase(), checkRedis()]);
     const ready = database.ok && redis.ok;
     return reply.status(ready ? 200 : 503).send({ ready, database: database.ok, redis: redis.ok });
   });
 
-  app.get('/queue/health', async (_req, reply) => {
+  app.get('/queue/health', queueHealth, async (_req, reply) => {
     const redis = await checkRedis();
     const body = { redis: redis.ok, redisLatencyMs: redis.latencyMs, workers: workerStatus() };
     return reply.status(redis.ok ? 200 : 503).send(body);
   });
 
-  app.get('/queue/metrics', async (_req, reply) => {
+  app.get('/queue/metrics', queueMetrics, async (_req, reply) => {
     const redis = await checkRedis();
     const dlqSize = await deps.deadLetters.count().catch(() => null);
     if (!redis.ok) {

@@ -23,7 +23,7 @@ export async function registerMessageRoutes(app: FastifyInstance, { deps }: { de
 
   app.get(
     '/api/messages',
-    routeSchema({ summary: 'Messages, newest first; filter by status and contact', tags: ['messages'], auth: 'merchant', querystring: listQuery }),
+    routeSchema({ operationId: 'listMessages', summary: 'Messages, newest first; filter by status and contact', tags: ['messages'], auth: 'merchant', querystring: listQuery }),
     async (req) => {
       const q = req.query as z.output<typeof listQuery>;
       const items = await listMessages(deps.db.db, requireShop(req).id, q);
@@ -33,7 +33,7 @@ export async function registerMessageRoutes(app: FastifyInstance, { deps }: { de
 
   app.get(
     '/api/messages/:id',
-    routeSchema({ summary: 'One message', tags: ['messages'], auth: 'merchant', params: idParams }),
+    routeSchema({ operationId: 'getMessage', summary: 'One message', tags: ['messages'], auth: 'merchant', params: idParams, errors: [404] }),
     async (req) => {
       const { id } = req.params as z.output<typeof idParams>;
       const message = await getMessage(deps.db.db, id);

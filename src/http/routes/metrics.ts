@@ -12,6 +12,7 @@ import type { ServiceMetrics } from '../../queue/metrics.js';
 import type { AppDeps } from '../app.js';
 import { bearerToken } from '../merchantAuth.js';
 import { isAdminToken } from '../auth.js';
+import { routeSchema } from './docs.js';
 
 export async function registerMetricsRoute(app: FastifyInstance, { deps, metrics }: { deps: AppDeps; metrics: ServiceMetrics }): Promise<void> {
   metrics.bindSources({
@@ -22,7 +23,14 @@ export async function registerMetricsRoute(app: FastifyInstance, { deps, metrics
   });
   const { metricsToken, adminToken } = deps.config;
 
-  app.get('/metrics', async (req, reply) => {
+  const doc = routeSchema({
+    operationId: 'metrics',
+    summary: "Prometheus exposition of the service's metrics (counts only: no shop, phone number or message)",
+    tags: ['health'],
+    auth: 'metrics',
+    answers: { 200: { description: 'Prometheus text format', contentType: 'text/plain' } },
+  });
+  app.get('/metrics', doc, async (req, reply) => {
     if (metricsToken) {
       const token = bearerToken(req);
       if (!isAdminToken(token, metricsToken) && !isAdminToken(token, adminToken)) {

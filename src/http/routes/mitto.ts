@@ -11,6 +11,7 @@ import { parseDeliveryReport } from '../../messages/dlr.js';
 import { parseInbound } from '../../messages/inbound.js';
 import { handleInbound } from '../../messages/replies.js';
 import type { AppDeps } from '../app.js';
+import { routeSchema, type RouteDoc } from './docs.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -90,10 +91,22 @@ export async function registerMittoRoutes(app: FastifyInstance, { deps }: { deps
     req.log.info({ messageId: result.message.id, status: result.message.status, changed: result.changed, reported: report.status }, 'Delivery report');
     return { ok: true, messageId: result.message.id, status: result.message.status, changed: result.changed };
   };
-  app.get('/webhooks/mitto/dlr', routeOptions, dlr);
-  app.post('/webhooks/mitto/dlr', routeOptions, dlr);
+  /** Route options of a callback; a GET carries its fields in the query string only. */
+  const callback = (d: Pick<RouteDoc, 'operationId' | 'summary' | 'errors'>, method: 'GET' | 'POST') => ({
+    ...routeOptions,
+    ...routeSchema({
+      ...d,
+      tags: ['webhooks'],
+      auth: 'providerCallback',
+      description: method === 'GET' ? 'Fields in the query string.' : 'Fields from the query string and the body (JSON or form-encoded); the body wins.',
+      ...(method === 'POST' ? { rawBody: { contentTypes: ['application/json', 'application/x-www-form-urlencoded'], description: "The provider's fields" } } : {}),
+    }),
+  });
+  const dlrDoc = { summary: "A delivery report: the message's status (delivered, failed…), by provider id or our reference", errors: [404] };
+  app.get('/webhooks/mitto/dlr', callback({ ...dlrDoc, operationId: 'deliveryReportByQuery' }, 'GET'), dlr);
+  app.post('/webhooks/mitto/dlr', callback({ ...dlrDoc, operationId: 'deliveryReport' }, 'POST'), dlr);
 
-  app.post('/webhooks/mitto/inbound', routeOptions, async (req) => {
+  app.post('/webhooks/mitto/inbound', callback({ operationId: 'inboundMessage', summary: 'An inbound SMS: STOP, START, HELP and other replies' }, 'POST'), async (req) => {
     const msg = parseInbound(authenticate(req));
     const outcome = await handleInbound(msg, { db: deps.db.db, queues: deps.queues, logger: req.log as never, sms }, req.id);
     return { ok: true, ...outcome };

@@ -1,18 +1,17 @@
 /**
- * Merchant API for segments, under `/api/segments`. Auth: the operator token plus a `shop` field (query or body)
- * naming the shop domain; {@link requestShop} is the one place that decides which shop a request acts for.
+ * Merchant API for segments, under `/api/segments`: a Shopify session token, like every merchant route; the shop is
+ * the token's ({@link merchantAuth}), and another shop's segment is not found.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { estimateAudience, previewAudience } from '../../campaigns/service.js';
 import { parseSegmentFilter } from '../../campaigns/segments.js';
 import type { Shop } from '../../db/schema.js';
 import { createSegment, deleteSegment, getSegment, listSegments, updateSegment } from '../../db/segments.js';
-import { getShopByDomain } from '../../db/shops.js';
 import { AppError, describeIssues } from '../../errors.js';
-import { createRenderer } from '../../messages/render.js';
-import type { AppDeps } from '../app.js';
-import { operatorGuard } from '../auth.js';
+import { appRenderer, type AppDeps } from '../deps.js';
+import { merchantAuth, requireShop } from '../merchantAuth.js';
+import { routeSchema, useZodValidation } from './docs.js';
 
 export function parseInput<T extends z.ZodTypeAny>(schema: T, value: unknown, where: string): z.output<T> {
   const r = schema.safeParse(value ?? {});
@@ -20,33 +19,19 @@ export function parseInput<T extends z.ZodTypeAny>(schema: T, value: unknown, wh
   return r.data;
 }
 
-/** The auth hook of the merchant API routes (operator token for now; merchant session tokens will replace it). */
-export function apiGuard(deps: AppDeps) {
-  return operatorGuard(deps.config.adminToken);
-}
-
-/**
- * The shop a request acts for. Today: the `shop` query or body field, checked by the operator token in
- * {@link apiGuard}. With merchant session tokens this becomes the shop of the verified token.
- */
-export async function requestShop(req: FastifyRequest, deps: AppDeps): Promise<Shop> {
-  const fromQuery = (req.query as Record<string, unknown> | undefined)?.shop;
-  const fromBody = req.body && typeof req.body === 'object' ? (req.body as Record<string, unknown>).shop : undefined;
-  const domain = typeof fromQuery === 'string' ? fromQuery : typeof fromBody === 'string' ? fromBody : undefined;
-  if (!domain) throw new AppError('VALIDATION_FAILED', 'shop: name the shop domain (query or body field "shop")');
-  const shop = await getShopByDomain(deps.db.db, domain);
-  if (!shop) throw new AppError('NOT_FOUND', `shop ${domain} is not known`);
-  return shop;
-}
-
 const idParams = z.object({ id: z.coerce.number().int().min(1) });
-const segmentBody = z.object({ name: z.string().trim().min(1).max(200), filter: z.unknown() });
-const patchBody = z.object({ name: z.string().trim().min(1).max(200).optional(), filter: z.unknown().optional() });
-const previewBody = z.object({ filter: z.unknown().optional(), segmentId: z.number().int().min(1).optional(), sample: z.number().int().min(0).max(100).default(10) });
-const estimateBody = z.object({ filter: z.unknown().optional(), segmentId: z.number().int().min(1).optional(), body: z.string().min(1).max(5000) });
+/** A segment filter, checked by `parseSegmentFilter` (SEGMENT_INVALID names the condition that is wrong). */
+export const segmentFilter = z.unknown().describe(
+  'Segment filter: conditions consent, tags {any|all}, country, createdWithin {days}, lastOrderWithin {days}, ordersCount, ' +
+    'totalSpent ({eq|gt|gte|lt|lte}), hasPhone, combined with and / or / not (at most 8 deep)',
+);
+const segmentBody = z.object({ name: z.string().trim().min(1).max(200), filter: segmentFilter });
+const patchBody = z.object({ name: z.string().trim().min(1).max(200).optional(), filter: segmentFilter.optional() });
+const previewBody = z.object({ filter: segmentFilter.optional(), segmentId: z.number().int().min(1).optional(), sample: z.number().int().min(0).max(100).default(10) });
+const estimateBody = z.object({ filter: segmentFilter.optional(), segmentId: z.number().int().min(1).optional(), body: z.string().min(1).max(5000) });
 
 export async function registerSegmentRoutes(app: FastifyInstance, { deps }: { deps: AppDeps }): Promise<void> {
-  const renderer = createRenderer();
+  const renderer = appRenderer(deps);
   const svc = { database: deps.db, renderer, sms: deps.config.sms };
   const filterOf = async (shop: Shop, b: { filter?: unknown; segmentId?: number }) => {
     if (b.filter !== undefined) return parseSegmentFilter(b.filter);
@@ -56,66 +41,115 @@ export async function registerSegmentRoutes(app: FastifyInstance, { deps }: { de
     return parseSegmentFilter(seg.filter);
   };
 
-  app.register(async (api) => {
-    api.addHook('onRequest', apiGuard(deps));
+  useZodValidation(app);
+  app.addHook('onRequest', merchantAuth(deps));
+  const db = deps.db.db;
 
-    api.get('/api/segments', async (req) => ({ items: await listSegments(deps.db.db, (await requestShop(req, deps)).id) }));
+  app.get('/api/segments', routeSchema({ operationId: 'listSegments', summary: "The shop's segments", tags: ['segments'], auth: 'merchant' }), async (req) => ({
+    items: await listSegments(db, requireShop(req).id),
+  }));
 
-    api.post('/api/segments', async (req, reply) => {
-      const shop = await requestShop(req, deps);
-      const b = parseInput(segmentBody, req.body, 'body');
+  app.post(
+    '/api/segments',
+    routeSchema({
+      operationId: 'createSegment',
+      summary: 'Save a segment: a name (unique in the shop) and a filter',
+      tags: ['segments'],
+      auth: 'merchant',
+      body: segmentBody,
+      answers: { 201: 'The segment' },
+    }),
+    async (req, reply) => {
+      const shop = requireShop(req);
+      const b = req.body as z.output<typeof segmentBody>;
       const filter = parseSegmentFilter(b.filter);
-      const created = await createSegment(deps.db.db, shop.id, b.name, filter).catch((err: Error & { code?: string; cause?: { code?: string } }) => {
-        if (err.code === '23505' || err.cause?.code === '23505') throw new AppError('VALIDATION_FAILED', `a segment named "${b.name}" exists`);
+      const created = await createSegment(db, shop.id, b.name, filter).catch((err: Error & { code?: string; cause?: { code?: string } }) => {
+        if (err.code === '23505' || err.cause?.code === '23505') throw new AppError('VALIDATION_FAILED', `name: a segment named "${b.name}" exists`);
         throw err;
       });
       return reply.status(201).send(created);
-    });
+    },
+  );
 
-    api.post('/api/segments/preview', async (req) => {
-      const shop = await requestShop(req, deps);
-      const b = parseInput(previewBody, req.body, 'body');
+  app.post(
+    '/api/segments/preview',
+    routeSchema({
+      operationId: 'previewAudience',
+      summary: 'How many contacts a filter (or a saved segment) selects, and a sample of them without phone numbers',
+      tags: ['segments'],
+      auth: 'merchant',
+      body: previewBody,
+      errors: [404],
+    }),
+    async (req) => {
+      const shop = requireShop(req);
+      const b = req.body as z.output<typeof previewBody>;
       return previewAudience(svc, shop, await filterOf(shop, b), b.sample);
-    });
+    },
+  );
 
-    api.post('/api/segments/estimate', async (req) => {
-      const shop = await requestShop(req, deps);
-      const b = parseInput(estimateBody, req.body, 'body');
+  app.post(
+    '/api/segments/estimate',
+    routeSchema({
+      operationId: 'estimateAudience',
+      summary: 'Recipients, message parts and cost of sending a text to a filter (or a saved segment)',
+      tags: ['segments'],
+      auth: 'merchant',
+      body: estimateBody,
+      errors: [404, 422],
+    }),
+    async (req) => {
+      const shop = requireShop(req);
+      const b = req.body as z.output<typeof estimateBody>;
       renderer.validate(b.body);
       return estimateAudience(svc, shop, await filterOf(shop, b), b.body);
-    });
+    },
+  );
 
-    api.get('/api/segments/:id', async (req) => {
-      const shop = await requestShop(req, deps);
-      const { id } = parseInput(idParams, req.params, 'params');
-      const seg = await getSegment(deps.db.db, shop.id, id);
+  app.get(
+    '/api/segments/:id',
+    routeSchema({ operationId: 'getSegment', summary: 'One segment', tags: ['segments'], auth: 'merchant', params: idParams, errors: [404] }),
+    async (req) => {
+      const { id } = req.params as z.output<typeof idParams>;
+      const seg = await getSegment(db, requireShop(req).id, id);
       if (!seg) throw new AppError('NOT_FOUND', `segment ${id} does not exist`);
       return seg;
-    });
+    },
+  );
 
-    api.get('/api/segments/:id/preview', async (req) => {
-      const shop = await requestShop(req, deps);
-      const { id } = parseInput(idParams, req.params, 'params');
+  app.get(
+    '/api/segments/:id/preview',
+    routeSchema({ operationId: 'previewSegment', summary: "A saved segment's count and sample", tags: ['segments'], auth: 'merchant', params: idParams, errors: [404] }),
+    async (req) => {
+      const shop = requireShop(req);
+      const { id } = req.params as z.output<typeof idParams>;
       return previewAudience(svc, shop, await filterOf(shop, { segmentId: id }));
-    });
+    },
+  );
 
-    api.patch('/api/segments/:id', async (req) => {
-      const shop = await requestShop(req, deps);
-      const { id } = parseInput(idParams, req.params, 'params');
-      const b = parseInput(patchBody, req.body, 'body');
-      const updated = await updateSegment(deps.db.db, shop.id, id, {
+  app.patch(
+    '/api/segments/:id',
+    routeSchema({ operationId: 'updateSegment', summary: 'Rename a segment or change its filter', tags: ['segments'], auth: 'merchant', params: idParams, body: patchBody, errors: [404] }),
+    async (req) => {
+      const shop = requireShop(req);
+      const { id } = req.params as z.output<typeof idParams>;
+      const b = req.body as z.output<typeof patchBody>;
+      const updated = await updateSegment(db, shop.id, id, {
         ...(b.name !== undefined ? { name: b.name } : {}),
         ...(b.filter !== undefined ? { filter: parseSegmentFilter(b.filter) } : {}),
       });
       if (!updated) throw new AppError('NOT_FOUND', `segment ${id} does not exist`);
       return updated;
-    });
+    },
+  );
 
-    api.delete('/api/segments/:id', async (req, reply) => {
-      const shop = await requestShop(req, deps);
-      const { id } = parseInput(idParams, req.params, 'params');
-      if (!(await deleteSegment(deps.db.db, shop.id, id))) throw new AppError('NOT_FOUND', `segment ${id} does not exist`);
+  app.delete(
+    '/api/segments/:id',
+    routeSchema({ operationId: 'deleteSegment', summary: 'Delete a segment', tags: ['segments'], auth: 'merchant', params: idParams, errors: [404], answers: { 204: 'Deleted' } }),
+    async (req, reply) => {
+      const { id } = req.params as z.output<typeof idParams>;
+      if (!(await deleteSegment(db, requireShop(req).id, id))) throw new AppError('NOT_FOUND', `segment ${id} does not exist`);
       return reply.status(204).send();
-    });
-  });
+    },
+  );
 }

@@ -8,10 +8,14 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { DEFAULT_FREQUENCY_CAP, DEFAULT_QUIET_HOURS } from '../../automations/defaults.js';
+import { shopSettings } from '../../automations/settings.js';
+import { shopOwningSender } from '../../db/inbound.js';
 import { updateShopSettings } from '../../db/shops.js';
+import { sqlStateOf } from '../../db/client.js';
+import { AppError } from '../../errors.js';
+import { normalizeNumber } from '../../messages/inbound.js';
 import type { Shop } from '../../db/schema.js';
 import { DEFAULT_OPT_OUT_FOOTER } from '../../messages/render.js';
-import { shopSettings } from '../../queue/processors/automations.js';
 import { isValidTimezone } from '../../rules/quietHours.js';
 import type { AppDeps } from '../app.js';
 import { merchantAuth, requireShop } from '../merchantAuth.js';
@@ -55,22 +59,42 @@ export function effectiveSettings(shop: Shop, defaultSender: string) {
   };
 }
 
+function senderTaken(sender: string, why = 'another shop sends from it') {
+  return new AppError('SENDER_TAKEN', `sender: ${sender} is not available (${why})`, { details: { field: 'sender' } });
+}
+
 export async function registerSettingsRoutes(app: FastifyInstance, { deps }: { deps: AppDeps }): Promise<void> {
   useZodValidation(app);
   app.addHook('onRequest', merchantAuth(deps));
   const sender = deps.config.sms.sender;
 
-  app.get('/api/settings', routeSchema({ summary: 'The shop settings in effect (defaults filled in)', tags: ['settings'], auth: 'merchant' }), async (req) =>
+  /**
+   * A sender number belongs to one shop, so replies to it (STOP, HELP) reach that shop and no other. The platform's
+   * shared sender is what a shop without one uses; it cannot be claimed. Numbers are stored in one spelling (E.164);
+   * alphanumeric sender ids cannot be replied to and are not exclusive.
+   */
+  const claimableSender = async (requested: string, shop: Shop): Promise<string> => {
+    const key = normalizeNumber(requested);
+    if (!/^\+?\d+$/.test(key)) return key;
+    if (key === normalizeNumber(sender)) throw senderTaken(key, "it is the platform's shared sender; set sender to null to use it");
+    const owner = await shopOwningSender(deps.db.db, key);
+    if (owner && owner.id !== shop.id) throw senderTaken(key);
+    return key;
+  };
+
+  app.get('/api/settings', routeSchema({ operationId: 'getSettings', summary: 'The shop settings in effect (defaults filled in)', tags: ['settings'], auth: 'merchant' }), async (req) =>
     effectiveSettings(requireShop(req), sender),
   );
 
   app.patch(
     '/api/settings',
     routeSchema({
+      operationId: 'updateSettings',
       summary: 'Change shop settings; null resets a setting to its default',
       tags: ['settings'],
       auth: 'merchant',
       body: settingsPatch,
+      errors: [409],
     }),
     async (req) => {
       const shop = requireShop(req);
@@ -84,7 +108,15 @@ export async function registerSettingsRoutes(app: FastifyInstance, { deps }: { d
         else set[key] = patch[key];
       }
       if (patch.quietHours) set.quietHours = { ...shopSettings(shop).quietHours, ...patch.quietHours };
-      const updated = await updateShopSettings(deps.db.db, shop.id, { timezone: patch.timezone, set, unset });
+      if (typeof set.sender === 'string') set.sender = await claimableSender(set.sender, shop);
+      let updated: Shop | undefined;
+      try {
+        updated = await updateShopSettings(deps.db.db, shop.id, { timezone: patch.timezone, set, unset });
+      } catch (err) {
+        // Two shops claiming one number at once: the unique index lets one win.
+        if (sqlStateOf(err) === '23505') throw senderTaken(String(set.sender));
+        throw err;
+      }
       return effectiveSettings(updated ?? shop, sender);
     },
   );

@@ -3,7 +3,7 @@
  * kind. The same client talks to the local sandbox (`src/sandbox/server.ts`) in development and tests.
  */
 import { AppError } from '../../errors.js';
-import { ProviderError, type SendRequest, type SendResult, type SmsProvider } from './types.js';
+import { ProviderError, type ProviderErrorCode, type SendRequest, type SendResult, type SmsProvider } from './types.js';
 
 export interface MittoProviderOptions {
   /** API base, e.g. `https://rest.mittoapi.com` or the sandbox's URL; a trailing slash is ignored. */
@@ -18,7 +18,7 @@ export interface MittoProviderOptions {
 const DEFAULT_RETRY_AFTER_MS = 1000;
 
 /** Mitto `responseCode` 2–8: the message itself is wrong; sending it again cannot succeed. */
-const PERMANENT_CODES: Readonly<Record<number, { code: string; what: string }>> = {
+const PERMANENT_CODES: Readonly<Record<number, { code: ProviderErrorCode; what: string }>> = {
   2: { code: 'MITTO_INVALID_TYPE', what: 'invalid message type' },
   3: { code: 'MITTO_EMPTY_MESSAGE', what: 'empty message' },
   4: { code: 'MITTO_INVALID_TEXT', what: 'invalid text' },
@@ -125,7 +125,7 @@ function interpret(status: number, headers: Headers, raw: string, req: SendReque
       return fail('permanent', known.code, `Mitto rejected the message: ${known.what} (responseCode ${responseCode})`, { httpStatus, providerCode: responseCode });
     }
     // 1 is Mitto's internal error. Codes we do not know also mean "not sent", so a later attempt cannot duplicate.
-    const code = responseCode === 1 ? 'MITTO_INTERNAL_ERROR' : `MITTO_RESPONSE_${responseCode}`;
+    const code: ProviderErrorCode = responseCode === 1 ? 'MITTO_INTERNAL_ERROR' : `MITTO_RESPONSE_${responseCode}`;
     const what = responseCode === 1 ? 'internal error' : `unknown responseCode, ${describeBody(json?.responseText, req)}`;
     return fail('transient', code, `Mitto did not send the message: ${what} (responseCode ${responseCode})`, { httpStatus, providerCode: responseCode });
   }
@@ -146,7 +146,7 @@ function interpret(status: number, headers: Headers, raw: string, req: SendReque
   };
 }
 
-function fail(kind: ProviderError['kind'], code: string, message: string, options: ConstructorParameters<typeof ProviderError>[3]): never {
+function fail(kind: ProviderError['kind'], code: ProviderErrorCode, message: string, options: ConstructorParameters<typeof ProviderError>[3]): never {
   throw new ProviderError(kind, code, message, options);
 }
 

@@ -36,6 +36,36 @@ export interface SendResult {
  */
 export type ProviderErrorKind = 'transient' | 'permanent' | 'rate_limited' | 'ambiguous';
 
+/**
+ * The codes a {@link ProviderError} carries, defined once; stored as a failed message's `error_code`, so they are
+ * stable. `HTTP_<status>` keeps a status the provider answered that has no code of its own, `MITTO_RESPONSE_<n>` a
+ * Mitto `responseCode` we do not know.
+ */
+export const PROVIDER_ERROR_CODES = [
+  /** The provider refused our credentials (HTTP 401/403). */
+  'MITTO_AUTH',
+  /** Mitto `responseCode` 1: its internal error, the message not sent. */
+  'MITTO_INTERNAL_ERROR',
+  /** Mitto `responseCode` 2–8: the message itself is refused. */
+  'MITTO_INVALID_TYPE',
+  'MITTO_EMPTY_MESSAGE',
+  'MITTO_INVALID_TEXT',
+  'MITTO_EMPTY_SENDER',
+  'MITTO_INVALID_SENDER',
+  'MITTO_EMPTY_RECEIVER',
+  'MITTO_INVALID_RECEIVER',
+  /** A 2xx answer without a readable message id. */
+  'MITTO_BAD_RESPONSE',
+  /** No answer within the client timeout: the message may have been sent. */
+  'TIMEOUT',
+  /** The connection dropped after the request was written: the message may have been sent. */
+  'CONNECTION_RESET',
+  /** The provider could not be reached: the message was not sent. */
+  'CONNECTION_FAILED',
+] as const;
+
+export type ProviderErrorCode = (typeof PROVIDER_ERROR_CODES)[number] | `HTTP_${number}` | `MITTO_RESPONSE_${number}`;
+
 export interface ProviderErrorOptions {
   providerCode?: number;
   httpStatus?: number;
@@ -46,15 +76,15 @@ export interface ProviderErrorOptions {
 /** A failed send. Messages never contain the phone number or the text; callers match on `kind` and `code`. */
 export class ProviderError extends Error {
   readonly kind: ProviderErrorKind;
-  /** Stable code, e.g. `MITTO_INVALID_RECEIVER`, `MITTO_AUTH`, `HTTP_503`, `TIMEOUT`, `CONNECTION_RESET`. */
-  readonly code: string;
+  /** Stable code, one of {@link ProviderErrorCode}. */
+  readonly code: ProviderErrorCode;
   /** The provider's own result code (Mitto `responseCode`), when it gave one. */
   readonly providerCode: number | undefined;
   readonly httpStatus: number | undefined;
   /** For `rate_limited`: how long the provider asked us to wait. */
   readonly retryAfterMs: number | undefined;
 
-  constructor(kind: ProviderErrorKind, code: string, message: string, options: ProviderErrorOptions = {}) {
+  constructor(kind: ProviderErrorKind, code: ProviderErrorCode, message: string, options: ProviderErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ProviderError';
     this.kind = kind;
@@ -64,7 +94,10 @@ export class ProviderError extends Error {
     this.retryAfterMs = options.retryAfterMs;
   }
 
-  /** Only `permanent` failures are final; every other kind may succeed on a later attempt. */
+  /**
+   * Only `permanent` failures are final; every other kind may succeed on a later attempt. The worker reads this flag
+   * (`isPermanentFailure` in src/errors.ts) to end a job without retries.
+   */
   get permanent(): boolean {
     return this.kind === 'permanent';
   }

@@ -1,7 +1,8 @@
 /**
  * `housekeeping`: scheduled maintenance (`repeat`, from the job schedulers) or a task enqueued by hand (`cleanup`,
- * `run`) — `{task, shopId?}` → the task function, whose counts are the job's return value. An unknown task fails
- * permanently (`UNKNOWN_HOUSEKEEPING_TASK`), so it goes to the dead letters at once instead of retrying.
+ * `run`) — `{task, shopId?}` → the task function, whose counts are the job's return value. The catalog knows the
+ * tasks: an unknown one is refused at enqueue, or by the worker on the first attempt (`UNKNOWN_HOUSEKEEPING_TASK`),
+ * and goes to the dead letters at once instead of retrying. `shopId` is the shop's domain.
  */
 import { runHousekeepingTask, type HousekeepingDeps, type TaskResult } from '../../housekeeping/tasks.js';
 import type { JobData } from '../queues.js';

@@ -1,0 +1,172 @@
+/**
+ * `smsblossom start` on several processes (PROCESSES): two processes behind one port, one Redis and one PostgreSQL
+ * deliver every order confirmation exactly once, both take part, one that dies is replaced, and a SIGTERM stops them all. On the embedded PGlite
+ * the default is one process (no supervisor), and asking for more is a configuration error. A process that cannot start
+ * (its port taken) fails the whole start with exit 1.
+ */
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { openDatabase, type Database } from '../../src/db/client.js';
+import type { SandboxMessage } from '../../src/sandbox/server.js';
+import { freePort } from '../faults/lib/services.js';
+import { countAtProvider, orderMessageRefs, orderWebhook, sendLikeShopify } from '../faults/lib/workload.js';
+import { isAlive, portAccepts, run, serviceEnv, spawnLogged } from '../helpers/spawn.js';
+import { deleteRedisPrefix, dropSchema, SHOPIFY_SECRET, TEST_DATABASE_URL, TEST_REDIS_URL, uniqueName } from '../helpers/system.js';
+
+const ORDERS = 50;
+const SHUTDOWN_TIMEOUT_MS = 10_000;
+
+interface LogLine {
+  msg?: string;
+  pid?: number;
+  url?: string;
+  queue?: string;
+  processes?: number;
+  pids?: number[];
+  exitedPid?: number;
+  signal?: string;
+}
+
+/** `node dist/cli.js start` with `vars`, its JSON log lines collected as they come. */
+const startService = (vars: Record<string, string>) =>
+  spawnLogged<LogLine>(process.execPath, ['dist/cli.js', 'start'], { LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...vars });
+
+describe('start on several processes (PROCESSES=2, PostgreSQL)', () => {
+  const schema = uniqueName('procs');
+  const prefix = `smsblossom-test:${uniqueName('procs')}`;
+  const pids: number[] = [];
+  let db: Database | undefined;
+  afterAll(async () => {
+    // Only reached with a process left over when an assertion failed: do not leave it running.
+    for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    await db?.close();
+    await dropSchema(schema);
+    await deleteRedisPrefix(prefix);
+  });
+
+  it('delivers each order confirmation once, through both processes; replaces one that dies; stops them all on SIGTERM', { timeout: 180_000 }, async () => {
+    const sandboxPort = await freePort();
+    const service = startService(
+      serviceEnv(prefix, schema, { PROCESSES: '2', SMS_PROVIDER: 'sandbox', SANDBOX_PORT: String(sandboxPort), SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS) }),
+    );
+    pids.push(service.proc.pid!);
+    const serving = await service.waitForLine('all processes serving', (l) => l.msg === 'All processes serving');
+    expect(serving.processes).toBe(2);
+    const children = serving.pids!;
+    pids.push(...children);
+    expect(new Set(children).size).toBe(2);
+    expect(children).not.toContain(service.proc.pid);
+    // Each process listens, on the one port the primary shares between them.
+    const listening = service.lines.filter((l) => l.msg === 'SMS Blossom is listening');
+    expect(new Set(listening.map((l) => l.pid))).toEqual(new Set(children));
+    expect(new Set(listening.map((l) => l.url)).size).toBe(1);
+    const base = listening[0]!.url!;
+    expect((await fetch(`${base}/health/ready`)).status).toBe(200);
+
+    const shop = 'two-processes.myshopify.com';
+    const sent = await sendLikeShopify(base, Array.from({ length: ORDERS }, (_, i) => orderWebhook(i, shop)), 16);
+    expect(sent.unexpected).toEqual([]);
+
+    db = await openDatabase({ url: TEST_DATABASE_URL, schema, poolSize: 2, dataDir: 'memory://' });
+    const sandbox = `http://127.0.0.1:${sandboxPort}`;
+    const refs = await vi.waitFor(
+      async () => {
+        const ids = await orderMessageRefs(db!);
+        if (ids.size < ORDERS) throw new Error(`${ids.size} of ${ORDERS} order confirmations stored`);
+        const taken = ((await (await fetch(`${sandbox}/__sandbox/messages`)).json()) as { messages: SandboxMessage[] }).messages;
+        const count = countAtProvider(taken, ids);
+        if (count.references < ORDERS) throw new Error(`${count.references} of ${ORDERS} order confirmations at the provider`);
+        return ids;
+      },
+      { timeout: 90_000, interval: 250 },
+    );
+    expect(refs.size).toBe(ORDERS);
+    const taken = ((await (await fetch(`${sandbox}/__sandbox/messages`)).json()) as { messages: SandboxMessage[] }).messages;
+    expect(countAtProvider(taken, refs)).toEqual({ accepted: ORDERS, references: ORDERS, duplicated: [] });
+    // Both processes ran jobs.
+    const workedBy = new Set(service.lines.filter((l) => l.msg === 'Job completed').map((l) => l.pid));
+    expect(workedBy).toEqual(new Set(children));
+
+    // A process that dies is replaced.
+    const [victim, survivor] = children as [number, number];
+    process.kill(victim, 'SIGKILL');
+    const replacement = await service.waitForLine('a process started again', (l) => l.msg === 'Workers started' && !children.includes(l.pid!));
+    pids.push(replacement.pid!);
+    expect(service.lines.find((l) => l.msg === 'A process exited unexpectedly: starting another')).toMatchObject({ exitedPid: victim, signal: 'SIGKILL' });
+    expect((await fetch(`${base}/health/ready`)).status).toBe(200);
+
+    const port = Number(new URL(base).port);
+    service.proc.kill('SIGTERM');
+    const result = await service.exited;
+    expect(result, service.stderr()).toEqual({ code: 0, signal: null });
+    // Each process stopped gracefully, then the primary.
+    expect(service.lines.filter((l) => l.msg === 'Stopped').map((l) => l.pid).sort()).toEqual([survivor, replacement.pid, service.proc.pid].sort());
+    for (const pid of [survivor, replacement.pid!]) expect(isAlive(pid)).toBe(false);
+    expect(await portAccepts(port)).toBe(false);
+    expect(await portAccepts(sandboxPort)).toBe(false);
+  });
+});
+
+describe('start on several processes that cannot serve', () => {
+  const schema = uniqueName('procsfail');
+  const prefix = `smsblossom-test:${uniqueName('procsfail')}`;
+  afterAll(async () => {
+    await dropSchema(schema);
+    await deleteRedisPrefix(prefix);
+  });
+
+  it('fails the start with exit 1 when a process cannot start (its port is taken), leaving none behind', { timeout: 120_000 }, async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      const service = startService(serviceEnv(prefix, schema, { PROCESSES: '2', PORT: String(port) }));
+      const result = await service.exited;
+      expect(result, service.stderr()).toEqual({ code: 1, signal: null });
+      expect(service.stderr()).toContain('EADDRINUSE');
+      const failed = service.lines.find((l) => l.msg === 'A process failed to start: stopping the others');
+      expect(failed?.exitedPid).toBeDefined();
+      const forked = service.lines.filter((l) => l.msg === 'Database ready' && l.pid !== service.proc.pid).map((l) => l.pid!);
+      for (const pid of forked) expect(isAlive(pid)).toBe(false);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+});
+
+describe('start on the embedded PGlite', () => {
+  const prefix = `smsblossom-test:${uniqueName('procs-pglite')}`;
+  let dataDir: string | undefined;
+  afterAll(async () => {
+    await deleteRedisPrefix(prefix);
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('refuses PROCESSES=2 without DATABASE_URL, naming the setting, exit 2', async () => {
+    const r = await run(process.execPath, ['dist/cli.js', 'start'], { PROCESSES: '2', REDIS_URL: TEST_REDIS_URL, REDIS_PREFIX: prefix });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/^smsblossom: invalid configuration: PROCESSES: must be 1 with the embedded database .*set DATABASE_URL/m);
+  });
+
+  it('runs one process by default, saying why when the machine has more cores', { timeout: 120_000 }, async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'smsblossom-procs-'));
+    const service = startService({ REDIS_URL: TEST_REDIS_URL, REDIS_PREFIX: prefix, REDIS_EMBEDDED: 'false', DATA_DIR: dataDir, HOUSEKEEPING_SCHEDULES: 'false' });
+    try {
+      const listening = await service.waitForLine('listening', (l) => l.msg === 'SMS Blossom is listening');
+      // No supervisor: the process started is the one that serves.
+      expect(listening.pid).toBe(service.proc.pid);
+      expect(service.lines.some((l) => l.msg === 'Starting processes')).toBe(false);
+      if (os.availableParallelism() > 1) {
+        const why = await service.waitForLine('the reason for one process', (l) => Boolean(l.msg?.startsWith('Running one process')));
+        expect(why.msg).toContain('PGlite');
+        expect(why.pid).toBe(service.proc.pid);
+      }
+    } finally {
+      service.proc.kill('SIGTERM');
+    }
+    expect(await service.exited).toEqual({ code: 0, signal: null });
+  });
+});
