@@ -7,7 +7,7 @@
  * Control endpoints (no API key): `GET|PUT /__sandbox/faults`, `GET|DELETE /__sandbox/messages`, `GET /__sandbox/stats`.
  */
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -168,7 +168,15 @@ const TYPES: Readonly<Record<string, SandboxMessage['type']>> = { gsm: 'GSM', un
 const ALPHANUMERIC_SENDER = /^[A-Za-z0-9]{3,11}$/;
 const NUMERIC_SENDER = /^\+?\d{3,14}$/;
 const RECEIVER = /^\+?[1-9]\d{6,14}$/;
-const DLR_ATTEMPTS = 4;
+/**
+ * Delivery reports go out as a provider sends them: a bounded number of callbacks in flight (a burst of accepted
+ * messages queues its reports rather than opening thousands of connections to the callback), and a report the callback
+ * did not take is retried with a growing delay for a few minutes before it is given up: 100 ms, 400 ms, 1.6 s, 6.4 s,
+ * then every 30 s, ten attempts over about three minutes.
+ */
+const DLR_CONCURRENCY = 32;
+const DLR_ATTEMPTS = 10;
+const DLR_MAX_DELAY_MS = 30_000;
 const DLR_TIMEOUT_MS = 5_000;
 
 interface SmsAnswer {
@@ -210,7 +218,22 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
   const events = new EventEmitter();
   events.setMaxListeners(0);
   const shutdown = new AbortController();
+  // Every request in latency and every callback in flight listens for the shutdown.
+  setMaxListeners(0, shutdown.signal);
   const dlrTimers = new Set<NodeJS.Timeout>();
+  /** Callback attempts due, waiting for one of the DLR_CONCURRENCY slots. */
+  const dlrDue: Array<() => Promise<void>> = [];
+  let dlrInFlight = 0;
+  const pumpDlr = (): void => {
+    while (dlrInFlight < DLR_CONCURRENCY && dlrDue.length > 0) {
+      const attempt = dlrDue.shift()!;
+      dlrInFlight++;
+      void attempt().finally(() => {
+        dlrInFlight--;
+        pumpDlr();
+      });
+    }
+  };
   const held = new Map<Socket, NodeJS.Timeout>();
 
   const draw = (share: number): boolean => share > 0 && random() < share;
@@ -369,7 +392,8 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
     const later = (delay: number, attempt: number) => {
       const timer = setTimeout(() => {
         dlrTimers.delete(timer);
-        void deliver(attempt);
+        dlrDue.push(() => deliver(attempt));
+        pumpDlr();
       }, delay);
       dlrTimers.add(timer);
     };
@@ -403,7 +427,7 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
         logger?.warn({ messageId: record.id, attempts: attempt, problem }, 'sandbox gave up posting a delivery report');
         return;
       }
-      later(100 * 4 ** (attempt - 1), attempt + 1);
+      later(Math.min(100 * 4 ** (attempt - 1), DLR_MAX_DELAY_MS), attempt + 1);
     };
     later(faults.dlrDelayMs, 1);
   }
@@ -474,6 +498,7 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
   function cancelDlrs(): void {
     for (const timer of dlrTimers) clearTimeout(timer);
     dlrTimers.clear();
+    dlrDue.length = 0;
   }
 
   return {

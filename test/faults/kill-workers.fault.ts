@@ -209,8 +209,13 @@ describe('faults: worker processes killed with SIGKILL', () => {
     for (const m of sandbox.messages()) if (refs.has(String(m.reference))) recipients.set(m.to, (recipients.get(m.to) ?? 0) + 1);
     const twice = [...recipients.values()].filter((n) => n > 1).length;
     const lost = RECIPIENTS - recipients.size;
+    const stuck = await api.db.query<{ status: string; n: number }>(
+      `SELECT status, count(*)::int AS n FROM messages WHERE campaign_id = $1 AND status NOT IN ('delivered', 'failed') GROUP BY status`,
+      [String(campaign.id)],
+    );
     process.stdout.write(
-      `kill -9 x${KILLS} during a ${RECIPIENTS}-recipient campaign: ${recipients.size} recipients reached, ${twice} reached twice, ${lost} lost (DELIVERY_UNCONFIRMED: ${final.unconfirmed})\n`,
+      `kill -9 x${KILLS} during a ${RECIPIENTS}-recipient campaign: ${recipients.size} recipients reached, ${twice} reached twice, ${lost} lost (DELIVERY_UNCONFIRMED: ${final.unconfirmed}); ` +
+        `reports posted ${sandbox.stats().dlr.sent}, given up ${sandbox.stats().dlr.failed}; not final: ${JSON.stringify(stuck)}\n`,
     );
     expect(done.status).toBe('sent');
     expect(final.total).toBe(RECIPIENTS); // one message row per recipient, whatever ran twice
