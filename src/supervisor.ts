@@ -18,6 +18,7 @@ import { openDatabase } from './db/client.js';
 import { migrate } from './db/migrate.js';
 import type { Logger } from './logger.js';
 import { createSandbox, type Sandbox } from './sandbox/server.js';
+import { serveClusterMetrics } from './queue/clusterMetrics.js';
 import { resolveRedis } from './system.js';
 import type { EmbeddedRedis } from './queue/embeddedRedis.js';
 
@@ -154,6 +155,10 @@ export async function runSupervisor({ config, logger, shutdownGraceMs }: Supervi
       finish();
     };
 
+    // A process's `/metrics` asks for every process's counters and histograms, summed.
+    serveClusterMetrics(() =>
+      Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && live.get(w.id)?.ready === true && w.isConnected()),
+    );
     cluster.on('message', (worker: Worker, message: unknown) => {
       const entry = live.get(worker.id);
       if (!entry || !isMessage(message, READY)) return;

@@ -80,7 +80,12 @@ export async function collectQueueMetrics(
  * (workers, the provider, webhook intake); gauges are read from Redis and the database when scraped.
  */
 export interface ServiceMetrics {
+  /** Everything below: what one process serves at `/metrics`. */
   readonly registry: Registry;
+  /** What this process counts itself (counters, histograms, its runtime): summed over processes under a supervisor. */
+  readonly processRegistry: Registry;
+  /** Gauges read from Redis and the database at scrape time: already the whole service's. */
+  readonly sharedRegistry: Registry;
   /** Job run time (processedOn → finishedOn), by queue and outcome (`completed`, `failed`). */
   readonly jobDuration: Histogram<'queue' | 'outcome'>;
   /** Shopify webhook deliveries by topic and outcome (`accepted`, `duplicate`, `invalid_signature`, `rejected`, ...). */
@@ -133,8 +138,9 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 export function createServiceMetrics(options: { defaultMetrics?: boolean } = {}): ServiceMetrics {
-  const registry = new Registry();
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'smsblossom_' });
+  const processRegistry = new Registry();
+  const sharedRegistry = new Registry();
+  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: processRegistry, prefix: 'smsblossom_' });
   let sources: MetricSources | undefined;
 
   const jobDuration = new Histogram({
@@ -142,33 +148,33 @@ export function createServiceMetrics(options: { defaultMetrics?: boolean } = {})
     help: 'Time a job spent being processed, by queue and outcome',
     labelNames: ['queue', 'outcome'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-    registers: [registry],
+    registers: [processRegistry],
   });
   const webhooks = new Counter({
     name: 'smsblossom_webhooks_total',
     help: 'Shopify webhook deliveries by topic and outcome',
     labelNames: ['topic', 'outcome'] as const,
-    registers: [registry],
+    registers: [processRegistry],
   });
   const providerLatency = new Histogram({
     name: 'smsblossom_provider_request_duration_seconds',
     help: 'SMS provider send latency by provider and result',
     labelNames: ['provider', 'result'] as const,
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [registry],
+    registers: [processRegistry],
   });
   const providerErrors = new Counter({
     name: 'smsblossom_provider_errors_total',
     help: 'SMS provider send failures by provider, kind and code',
     labelNames: ['provider', 'kind', 'code'] as const,
-    registers: [registry],
+    registers: [processRegistry],
   });
 
   new Gauge({
     name: 'smsblossom_queue_jobs',
     help: 'Jobs per queue and state (read from Redis at scrape time)',
     labelNames: ['queue', 'state'] as const,
-    registers: [registry],
+    registers: [sharedRegistry],
     async collect() {
       this.reset();
       if (!sources) return;
@@ -184,7 +190,7 @@ export function createServiceMetrics(options: { defaultMetrics?: boolean } = {})
     name: 'smsblossom_messages',
     help: 'Message rows by status (every shop)',
     labelNames: ['status'] as const,
-    registers: [registry],
+    registers: [sharedRegistry],
     async collect() {
       this.reset();
       if (!sources) return;
@@ -195,7 +201,7 @@ export function createServiceMetrics(options: { defaultMetrics?: boolean } = {})
   new Gauge({
     name: 'smsblossom_dead_letters',
     help: 'Dead letters not yet replayed',
-    registers: [registry],
+    registers: [sharedRegistry],
     async collect() {
       this.reset();
       if (!sources) return;
@@ -205,7 +211,9 @@ export function createServiceMetrics(options: { defaultMetrics?: boolean } = {})
   });
 
   return {
-    registry,
+    registry: Registry.merge([processRegistry, sharedRegistry]),
+    processRegistry,
+    sharedRegistry,
     jobDuration,
     webhooks,
     providerLatency,

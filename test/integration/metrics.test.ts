@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ProviderError } from '../../src/messages/providers/types.js';
 import { createServiceMetrics, instrumentProvider } from '../../src/queue/metrics.js';
 import { ADMIN_TOKEN, startTestSystem, type TestSystem } from '../helpers/system.js';
+import { promtoolProblems } from '../helpers/promtool.js';
 import { fixture, postWebhook } from '../helpers/webhooks.js';
 
 const METRICS_TOKEN = 'metrics-token-0123456789';
@@ -89,6 +90,8 @@ describe('Prometheus metrics', () => {
     );
     const res = await scrape();
     expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    // Prometheus's own checker: the format parses and the names follow its conventions.
+    expect(await promtoolProblems(res.body)).toEqual([]);
 
     expect(types.get('smsblossom_webhooks_total')).toBe('counter');
     expect(find(samples, 'smsblossom_webhooks_total', { topic: 'orders/paid', outcome: 'accepted' })[0]?.value).toBe(1);

@@ -4,6 +4,7 @@
  * the default is one process (no supervisor), and asking for more is a configuration error. A process that cannot start
  * (its port taken) fails the whole start with exit 1.
  */
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +14,7 @@ import { openDatabase, type Database } from '../../src/db/client.js';
 import type { SandboxMessage } from '../../src/sandbox/server.js';
 import { freePort } from '../faults/lib/services.js';
 import { countAtProvider, orderMessageRefs, orderWebhook, sendLikeShopify } from '../faults/lib/workload.js';
+import { promtoolProblems } from '../helpers/promtool.js';
 import { isAlive, portAccepts, run, serviceEnv, spawnLogged } from '../helpers/spawn.js';
 import { deleteRedisPrefix, dropSchema, SHOPIFY_SECRET, TEST_DATABASE_URL, TEST_REDIS_URL, uniqueName } from '../helpers/system.js';
 
@@ -28,6 +30,26 @@ interface LogLine {
   pids?: number[];
   exitedPid?: number;
   signal?: string;
+}
+
+/** A GET on a connection of its own (no keep-alive agent), so that the primary hands it to the next process. */
+function getOnNewConnection(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
+}
+
+/** The value of one sample (`name{labels}` exactly as exposed) in Prometheus text; undefined when absent. */
+function metricValue(body: string, sample: string): number | undefined {
+  const line = body.split('\n').find((l) => l.startsWith(`${sample} `));
+  return line === undefined ? undefined : Number(line.slice(sample.length + 1));
 }
 
 /** `node dist/cli.js start` with `vars`, its JSON log lines collected as they come. */
@@ -89,6 +111,19 @@ describe('start on several processes (PROCESSES=2, PostgreSQL)', () => {
     // Both processes ran jobs.
     const workedBy = new Set(service.lines.filter((l) => l.msg === 'Job completed').map((l) => l.pid));
     expect(workedBy).toEqual(new Set(children));
+
+    // Whichever process takes a scrape, /metrics counts the whole service: every process's webhooks and delivery jobs
+    // summed, the gauges read from Redis and the database once. (A connection of its own per scrape: the primary hands
+    // connections to the processes in turn.)
+    for (let scrape = 0; scrape < 4; scrape++) {
+      const { status, body } = await getOnNewConnection(`${base}/metrics`);
+      expect(status, body).toBe(200);
+      expect(metricValue(body, 'smsblossom_webhooks_total{topic="orders/paid",outcome="accepted"}')).toBe(ORDERS);
+      expect(metricValue(body, 'smsblossom_job_duration_seconds_count{queue="delivery",outcome="completed"}')).toBeGreaterThanOrEqual(ORDERS);
+      expect(body.match(/^# TYPE smsblossom_queue_jobs gauge$/gm)).toHaveLength(1);
+      expect(metricValue(body, 'smsblossom_messages{status="delivered"}')).toBeGreaterThanOrEqual(0);
+      expect(await promtoolProblems(body)).toEqual([]);
+    }
 
     // A process that dies is replaced.
     const [victim, survivor] = children as [number, number];
