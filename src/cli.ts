@@ -7,7 +7,6 @@
  *      import that rejected some rows — its good rows are still stored)
  *   2  bad usage or configuration (unknown command or option, invalid argument, invalid environment variable)
  */
-import cluster from 'node:cluster';
 import { constants as fsConstants, createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
@@ -24,7 +23,7 @@ import { createLogger } from './logger.js';
 import { queuesFromArgv } from './queue/queueArgs.js';
 import { DEV_TOKEN_DEFAULT_TTL_SECONDS, DEV_TOKEN_MAX_TTL_SECONDS, signDevSessionToken } from './shopify/sessionToken.js';
 import { startSystem, type System } from './system.js';
-import { notifyReady, onSupervisorStop, runSupervisor, singleProcessReason } from './supervisor.js';
+import { lowerPriority, notifyReady, onSupervisorStop, processRole, runSupervisor, singleProcessReason, supervises } from './supervisor.js';
 import { campaignCommand, CAMPAIGN_HELP } from './campaigns/cli.js';
 import { syncShopCommand } from './sync/cli.js';
 
@@ -146,7 +145,7 @@ export function buildProgram(): Command {
     .description('HTTP API and every worker (WORKER_QUEUES) in each of PROCESSES processes (default: one per core on PostgreSQL, one on PGlite)')
     .action(async () => {
       const config = loadConfigOrExit();
-      if (cluster.isPrimary && config.processes.count > 1) {
+      if (supervises(config)) {
         let code: number;
         try {
           code = await runSupervisor({ config, logger: createLogger({ level: config.logLevel }), shutdownGraceMs: SHUTDOWN_GRACE_MS });
@@ -155,7 +154,9 @@ export function buildProgram(): Command {
         }
         process.exit(code);
       }
-      await serve(config, true, config.workers.queues, (system) => {
+      const role = processRole();
+      if (role === 'workers') lowerPriority(config.processes.workerNice);
+      await serve(config, role !== 'workers', role === 'api' ? [] : config.workers.queues, (system) => {
         const why = singleProcessReason(config);
         if (why) system.logger.info({ processes: 1 }, why);
       });

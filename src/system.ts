@@ -23,6 +23,7 @@ import { QueueRegistry } from './queue/queues.js';
 import { assertRedisReachable, describeRedis, getRedisConnection, type RedisClient } from './queue/redis.js';
 import { WorkerPool, type ProcessorMap, type Services } from './queue/worker.js';
 import { createServiceMetrics, instrumentProvider } from './queue/metrics.js';
+import { shareProcessMetrics } from './queue/clusterMetrics.js';
 import { createRenderPool } from './messages/renderPool.js';
 import { createMittoProvider } from './messages/providers/mitto.js';
 import type { SmsProvider } from './messages/providers/types.js';
@@ -120,6 +121,8 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     const services: Services = { renderer, shops, publicUrl: config.sms.publicUrl };
     // One set of Prometheus metrics per service: the app serves them, the workers and the provider feed them.
     const metrics = createServiceMetrics();
+    // Under a supervisor, what this process counts is summed with the other processes' at each scrape.
+    shareProcessMetrics(metrics.processRegistry);
     let sandbox: Sandbox | undefined;
     if (options.workers.includes('delivery')) {
       if (options.provider) {

@@ -145,6 +145,86 @@ describe('start on several processes (PROCESSES=2, PostgreSQL)', () => {
   });
 });
 
+describe('start with the API and the workers apart (PROCESS_ROLES=split, PostgreSQL)', () => {
+  const schema = uniqueName('procsplit');
+  const prefix = `smsblossom-test:${uniqueName('procsplit')}`;
+  const pids: number[] = [];
+  let db: Database | undefined;
+  afterAll(async () => {
+    for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    await db?.close();
+    await dropSchema(schema);
+    await deleteRedisPrefix(prefix);
+  });
+
+  it('answers webhooks in one process, sends from the other at a lower priority, counts both at /metrics, stops both', { timeout: 180_000 }, async () => {
+    const sandboxPort = await freePort();
+    const service = startService(
+      serviceEnv(prefix, schema, {
+        PROCESSES: '1',
+        PROCESS_ROLES: 'split',
+        WORKER_NICE: '7',
+        SMS_PROVIDER: 'sandbox',
+        SANDBOX_PORT: String(sandboxPort),
+        SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
+      }),
+    );
+    pids.push(service.proc.pid!);
+    const serving = await service.waitForLine('all processes serving', (l) => l.msg === 'All processes serving');
+    expect(serving.processes).toBe(2);
+    pids.push(...serving.pids!);
+    // (Each process's log lines may reach the pipe after the supervisor's: wait for them.)
+    await service.waitForLine('the API listening', (l) => l.msg === 'SMS Blossom is listening');
+    await service.waitForLine('the workers started', (l) => l.msg === 'Workers started');
+    const listening = service.lines.filter((l) => l.msg === 'SMS Blossom is listening');
+    const working = service.lines.filter((l) => l.msg === 'Workers started');
+    expect(listening).toHaveLength(1);
+    expect(working).toHaveLength(1);
+    const [apiPid, workersPid] = [listening[0]!.pid!, working[0]!.pid!];
+    expect(new Set([apiPid, workersPid])).toEqual(new Set(serving.pids));
+    // The worker process yields the CPU to the API: every one of its threads runs at the lower priority.
+    expect(os.getPriority(workersPid)).toBe(7);
+    expect(os.getPriority(apiPid)).toBe(os.getPriority(process.pid));
+
+    const base = listening[0]!.url!;
+    const shop = 'split-roles.myshopify.com';
+    const sent = await sendLikeShopify(base, Array.from({ length: ORDERS }, (_, i) => orderWebhook(i, shop)), 16);
+    expect(sent.unexpected).toEqual([]);
+    db = await openDatabase({ url: TEST_DATABASE_URL, schema, poolSize: 2, dataDir: 'memory://' });
+    const sandbox = `http://127.0.0.1:${sandboxPort}`;
+    const refs = await vi.waitFor(
+      async () => {
+        const ids = await orderMessageRefs(db!);
+        const taken = ((await (await fetch(`${sandbox}/__sandbox/messages`)).json()) as { messages: SandboxMessage[] }).messages;
+        if (countAtProvider(taken, ids).references < ORDERS) throw new Error('order confirmations not all at the provider yet');
+        return ids;
+      },
+      { timeout: 90_000, interval: 250 },
+    );
+    const taken = ((await (await fetch(`${sandbox}/__sandbox/messages`)).json()) as { messages: SandboxMessage[] }).messages;
+    expect(countAtProvider(taken, refs)).toEqual({ accepted: ORDERS, references: ORDERS, duplicated: [] });
+    // Every job ran in the worker process, none in the API process.
+    expect(new Set(service.lines.filter((l) => l.msg === 'Job completed').map((l) => l.pid))).toEqual(new Set([workersPid]));
+
+    // The API process serves /metrics with the worker process's job counts in it.
+    const { status, body } = await getOnNewConnection(`${base}/metrics`);
+    expect(status, body).toBe(200);
+    expect(metricValue(body, 'smsblossom_webhooks_total{topic="orders/paid",outcome="accepted"}')).toBe(ORDERS);
+    expect(metricValue(body, 'smsblossom_job_duration_seconds_count{queue="delivery",outcome="completed"}')).toBeGreaterThanOrEqual(ORDERS);
+    expect(await promtoolProblems(body)).toEqual([]);
+
+    service.proc.kill('SIGTERM');
+    expect(await service.exited, service.stderr()).toEqual({ code: 0, signal: null });
+    for (const pid of [apiPid, workersPid]) expect(isAlive(pid)).toBe(false);
+  });
+
+  it('refuses PROCESS_ROLES=split without DATABASE_URL, naming the setting, exit 2', async () => {
+    const r = await run(process.execPath, ['dist/cli.js', 'start'], { PROCESS_ROLES: 'split', REDIS_URL: TEST_REDIS_URL, REDIS_PREFIX: prefix });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/^smsblossom: invalid configuration: PROCESS_ROLES: split runs several processes.*set DATABASE_URL/m);
+  });
+});
+
 describe('start on several processes that cannot serve', () => {
   const schema = uniqueName('procsfail');
   const prefix = `smsblossom-test:${uniqueName('procsfail')}`;

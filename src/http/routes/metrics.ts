@@ -13,7 +13,7 @@ import { countMessagesByStatus } from '../../db/messages.js';
 import { AppError } from '../../errors.js';
 import { QUEUE_NAMES } from '../../queue/queues.js';
 import type { ServiceMetrics } from '../../queue/metrics.js';
-import { aggregatedMetrics, metricsAreAggregated, shareProcessMetrics } from '../../queue/clusterMetrics.js';
+import { aggregatedMetrics, metricsAreAggregated } from '../../queue/clusterMetrics.js';
 import type { AppDeps } from '../app.js';
 import { bearerToken } from '../merchantAuth.js';
 import { isAdminToken } from '../auth.js';
@@ -27,7 +27,6 @@ export async function registerMetricsRoute(app: FastifyInstance, { deps, metrics
     timeoutMs: Math.max(deps.config.redis.healthTimeoutMs * 5, 1000),
   });
   const { metricsToken, adminToken } = deps.config;
-  shareProcessMetrics(metrics.processRegistry);
 
   const doc = routeSchema({
     operationId: 'metrics',
