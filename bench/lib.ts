@@ -17,6 +17,8 @@ export interface BenchContext {
   /** postgres://… of the local PostgreSQL; each service gets its own schema in it. */
   databaseUrl: string;
   logLevel: string;
+  /** Settings for the service under test (`BENCH_SERVICE_<NAME>` gives it `<NAME>`), over the bench's own. */
+  serviceEnv: Record<string, string>;
 }
 
 export interface Percentiles {

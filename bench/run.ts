@@ -21,6 +21,8 @@
  *   BENCH_LOG_LEVEL        the service's LOG_LEVEL (info, what `npm start` logs; its output goes to a temp file)
  *   BENCH_RESULTS_DIR      where the results file goes (bench/results)
  *   BENCH_CPU_PROF=<dir>   each Node child writes a V8 CPU profile there
+ *   BENCH_SERVICE_<NAME>   a setting of the service under test: BENCH_SERVICE_PROCESS_ROLES=split runs it with
+ *                          PROCESS_ROLES=split (recorded in the results' settings)
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -55,12 +57,24 @@ const settings = {
   importCliRows: int('BENCH_IMPORT_CLI_ROWS', 100_000),
   logLevel: env.BENCH_LOG_LEVEL ?? 'info',
 };
+const SERVICE_PREFIX = 'BENCH_SERVICE_';
+const serviceEnv = Object.fromEntries(
+  Object.entries(env)
+    .filter(([k, v]) => k.startsWith(SERVICE_PREFIX) && k.length > SERVICE_PREFIX.length && v !== undefined)
+    .map(([k, v]) => [k.slice(SERVICE_PREFIX.length), v!]),
+);
 if (settings.campaignSizes.some((n) => !Number.isSafeInteger(n) || n < 1)) throw new Error('BENCH_CAMPAIGN_SIZE must be positive integers');
 
 let privateRedis: (Proc & { url: string }) | undefined;
 const redisUrl = env.BENCH_REDIS_URL ?? (privateRedis = await startPrivateRedis()).url;
 const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-const ctx: BenchContext = { redisUrl, redis, databaseUrl: env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test', logLevel: settings.logLevel };
+const ctx: BenchContext = {
+  redisUrl,
+  redis,
+  databaseUrl: env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+  logLevel: settings.logLevel,
+  serviceEnv,
+};
 
 const paths: PathResult[] = [];
 try {
@@ -88,7 +102,7 @@ const results: BenchResults = {
   at: at.toISOString(),
   machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? '', memoryGb: Math.round(os.totalmem() / 2 ** 30), node: process.version },
   source,
-  settings: { ...settings, redis: privateRedis ? 'private redis-server' : 'BENCH_REDIS_URL' },
+  settings: { ...settings, redis: privateRedis ? 'private redis-server' : 'BENCH_REDIS_URL', service: serviceEnv },
   paths,
 };
 const dir = path.resolve(env.BENCH_RESULTS_DIR ?? new URL('./results', import.meta.url).pathname);

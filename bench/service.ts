@@ -67,6 +67,7 @@ export async function withService<T>(ctx: BenchContext, env: Record<string, stri
       SMS_PROVIDER: 'mitto',
       MITTO_API_URL: sandbox.url,
       MITTO_API_KEY: MITTO_KEY,
+      ...ctx.serviceEnv,
       ...env,
     });
     const s = service;
