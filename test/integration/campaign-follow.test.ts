@@ -7,7 +7,9 @@ import { spawn } from 'node:child_process';
 import { eq } from 'drizzle-orm';
 import { DateTime } from 'luxon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatEta, observedEta } from '../../src/campaigns/cli.js';
+import { campaignHold, formatEta, observedEta } from '../../src/campaigns/cli.js';
+import type { CampaignProgress } from '../../src/campaigns/service.js';
+import type { Campaign, Shop } from '../../src/db/schema.js';
 import { createCampaign } from '../../src/campaigns/service.js';
 import { shops } from '../../src/db/schema.js';
 import { upsertShop } from '../../src/db/shops.js';
@@ -101,5 +103,24 @@ describe('the ETA of --follow', () => {
     expect(observedEta([{ at: 0, done: 0 }, { at: 10_000, done: 900 }, { at: 40_000, done: 930 }], 70)).toEqual({ ratePerSec: 1, etaSeconds: 70 });
     expect(observedEta([{ at: 0, done: 10 }, { at: 1000, done: 10 }], 0)).toEqual({ ratePerSec: null, etaSeconds: 0 });
     expect([null, 42, 200, 3900].map(formatEta)).toEqual(['—', '42s', '3m 20s', '1h 05m']);
+  });
+
+  it('names the frequency cap: how many recipients it skipped, beside a pause or alone once every recipient is processed', async () => {
+    // Nothing is queued, so nothing is read: a database that is touched fails the test.
+    const sys = { get db(): never { throw new Error('campaignHold read the database with nothing queued') } };
+    const shop = { timezone: ZONE } as Shop;
+    const progress = (over: Partial<CampaignProgress>): CampaignProgress => ({
+      id: 1, status: 'sending', total: 10, enqueued: 7, queued: 0, sending: 0, sent: 7, delivered: 7, failed: 0, cancelled: 0,
+      skipped: 3, skippedByReason: { frequency_capped: 3 }, processed: 10, ratePerSec: 1, etaSeconds: 0, startedAt: null, completedAt: null, percent: 100,
+      ...over,
+    });
+    const campaign = (over: Partial<Campaign>) => ({ id: 1, status: 'sending', scheduledAt: null, pausedAt: null, ...over }) as Campaign;
+    // Every recipient processed, three of them held back by the cap: that is what the line says.
+    expect(await campaignHold(sys, campaign({}), shop, progress({}))).toBe('3 skipped by the frequency cap');
+    expect(await campaignHold(sys, campaign({ status: 'paused', pausedAt: new Date('2026-07-01T10:00:00Z') }), shop, progress({ processed: 5 }))).toBe(
+      'paused since 2026-07-01 12:00 Europe/Zurich (smsblossom campaign resume 1); 3 skipped by the frequency cap',
+    );
+    // Still sending, nothing held, no cap: nothing to say.
+    expect(await campaignHold(sys, campaign({}), shop, progress({ processed: 5, skipped: 0, skippedByReason: {} }))).toBeNull();
   });
 });
