@@ -18,7 +18,7 @@ import type { SmsProvider } from '../messages/providers/types.js';
 import { processAutomation } from './processors/automations.js';
 import { processDelivery } from './processors/delivery.js';
 import { campaignGate, processCampaignBatch } from './processors/campaigns.js';
-import { processEvent } from './processors/events.js';
+import { processEventJob } from './processors/events.js';
 import { processHousekeeping } from './processors/housekeeping.js';
 import { processSync } from './processors/sync.js';
 import { jobIdFrom, parseJobData, type JobData, type QueueName, type QueueRegistry } from './queues.js';
@@ -54,22 +54,13 @@ export type ProcessorMap = { [Q in QueueName]?: Processor<Q> };
 /** The processor of each queue: every queue in the catalog has one. */
 export const PROCESSORS: { readonly [Q in QueueName]: Processor<Q> } = {
   events: (job, data, ctx) =>
-    processEvent(
-      data,
-      {
-        db: ctx.db.db,
-        queues: ctx.queues,
-        logger: ctx.logger,
-        shops: ctx.services.shops,
-        announceBulkFinish: (shopDomain, operationId) => announceBulkFinish(ctx.queues.connection, ctx.queues.prefix, shopDomain, operationId),
-        // The payload now lives in `events`: the job keeps only its id.
-        onStored: async (storedEventId) => {
-          const { raw: _stored, ...rest } = job.data as Record<string, unknown>;
-          await job.updateData({ ...rest, storedEventId });
-        },
-      },
-      String(job.id),
-    ),
+    processEventJob(job, data, {
+      db: ctx.db.db,
+      queues: ctx.queues,
+      logger: ctx.logger,
+      shops: ctx.services.shops,
+      announceBulkFinish: (shopDomain, operationId) => announceBulkFinish(ctx.queues.connection, ctx.queues.prefix, shopDomain, operationId),
+    }),
   automations: (_job, data, ctx) =>
     processAutomation(data, {
       db: ctx.db.db,

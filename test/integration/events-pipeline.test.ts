@@ -13,7 +13,7 @@ import { getEvent } from '../../src/db/events.js';
 import { contacts, deadLetters, shops } from '../../src/db/schema.js';
 import { getShopByDomain } from '../../src/db/shops.js';
 import { createLogger } from '../../src/logger.js';
-import { processEvent } from '../../src/queue/processors/events.js';
+import { processEvent } from '../../src/events/process.js';
 import { jobIdFrom, parseJobData, QueueRegistry } from '../../src/queue/queues.js';
 import { getRedisConnection } from '../../src/queue/redis.js';
 import { DB_KINDS, startTestSystem, type TestSystem } from '../helpers/system.js';
