@@ -23,6 +23,8 @@ export interface ImportOptions {
   chunk: number;
   /** Rows of the file imported through the CLI afterwards; 0 for none. */
   cliRows: number;
+  /** The CLI's V8 heap limit in MB (`--max-old-space-size`); 0 for Node's default. */
+  cliHeapMb: number;
 }
 
 interface ImportAnswer {
@@ -43,7 +45,7 @@ function csv(from: number, count: number): string {
 const PEAK_RSS = 'data:text/javascript,process.on("exit",()=>process.stderr.write("peak_rss_kb="+process.resourceUsage().maxRSS+"\\n"))';
 
 /** `smsblossom contacts import` of a generated file of `rows` contacts into the run's schema: rows/s and peak RSS. */
-async function cliImport(ctx: BenchContext, run: ServiceRun, shop: string, rows: number): Promise<{ rowsPerSec: number; peakRssMb: number; imported: number }> {
+async function cliImport(ctx: BenchContext, run: ServiceRun, shop: string, rows: number, cliHeapMb: number): Promise<{ rowsPerSec: number; peakRssMb: number; imported: number }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'smsblossom-bench-import-'));
   const prefix = `smsblossom-bench:${benchId()}`;
   try {
@@ -55,7 +57,17 @@ async function cliImport(ctx: BenchContext, run: ServiceRun, shop: string, rows:
     }
     out.end();
     await once(out, 'finish');
-    const env = { PATH: process.env.PATH ?? '', DATABASE_URL: ctx.databaseUrl, DATABASE_SCHEMA: run.schema, REDIS_URL: ctx.redisUrl, REDIS_PREFIX: prefix, REDIS_EMBEDDED: 'false', LOG_LEVEL: 'warn' };
+    const env = {
+      PATH: process.env.PATH ?? '',
+      DATABASE_URL: ctx.databaseUrl,
+      DATABASE_SCHEMA: run.schema,
+      REDIS_URL: ctx.redisUrl,
+      REDIS_PREFIX: prefix,
+      REDIS_EMBEDDED: 'false',
+      LOG_LEVEL: 'warn',
+      // A heap limit shows what the import keeps, apart from the garbage V8 collects when it has to.
+      ...(cliHeapMb ? { NODE_OPTIONS: `--max-old-space-size=${cliHeapMb}` } : {}),
+    };
     const t0 = performance.now();
     const child = spawn(process.execPath, ['--import', PEAK_RSS, 'bin/smsblossom.js', 'contacts', 'import', file, '--shop', shop, '--json'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -107,7 +119,7 @@ export async function benchImport(ctx: BenchContext, o: ImportOptions): Promise<
       rows: [stored],
     } = await run.db.query('SELECT count(*)::int AS n FROM contacts c JOIN shops s ON s.id = c.shop_id WHERE s.domain = $1', [shop]);
     if (stored.n !== o.rows) throw new Error(`import benchmark: ${stored.n} of ${o.rows} contacts stored (${rejected} rows rejected)`);
-    const streamed = o.cliRows > 0 ? await cliImport(ctx, run, shop, o.cliRows) : null;
+    const streamed = o.cliRows > 0 ? await cliImport(ctx, run, shop, o.cliRows, o.cliHeapMb) : null;
     if (streamed && streamed.imported !== o.cliRows) throw new Error(`import benchmark: the CLI imported ${streamed.imported} of ${o.cliRows} rows`);
     return {
       path: 'import',
@@ -124,7 +136,7 @@ export async function benchImport(ctx: BenchContext, o: ImportOptions): Promise<
         ? {
             extra: {
               [`smsblossom contacts import of ${o.cliRows.toLocaleString('en-US')} rows (streamed), rows/s`]: Math.round(streamed.rowsPerSec),
-              'its peak RSS, MB': Math.round(streamed.peakRssMb),
+              [`its peak RSS, MB${o.cliHeapMb ? ` (heap limit ${o.cliHeapMb} MB)` : ''}`]: Math.round(streamed.peakRssMb),
             },
           }
         : {}),

@@ -16,6 +16,7 @@
  *   BENCH_IMPORT_ROWS      contacts in the CSV import (20000)
  *   BENCH_IMPORT_CHUNK     rows per POST /api/contacts/import request (10000; the route takes at most 50 000)
  *   BENCH_IMPORT_CLI_ROWS  rows of the file then streamed through `smsblossom contacts import` (100000; 0 for none)
+ *   BENCH_IMPORT_CLI_HEAP_MB  the CLI's V8 heap limit, to show what the import keeps (0: Node's default)
  *   BENCH_DATABASE_URL     PostgreSQL (postgres://postgres@127.0.0.1:5432/test); each service gets a schema of its own
  *   BENCH_REDIS_URL        a Redis to use instead of a private redis-server (its counters then include other clients)
  *   BENCH_LOG_LEVEL        the service's LOG_LEVEL (info, what `npm start` logs; its output goes to a temp file)
@@ -55,6 +56,7 @@ const settings = {
   importRows: int('BENCH_IMPORT_ROWS', 20_000),
   importChunk: Math.min(50_000, int('BENCH_IMPORT_CHUNK', 10_000)),
   importCliRows: int('BENCH_IMPORT_CLI_ROWS', 100_000),
+  importCliHeapMb: int('BENCH_IMPORT_CLI_HEAP_MB', 0),
   logLevel: env.BENCH_LOG_LEVEL ?? 'info',
 };
 const SERVICE_PREFIX = 'BENCH_SERVICE_';
@@ -80,7 +82,7 @@ const paths: PathResult[] = [];
 try {
   if (runs('orders')) paths.push(await benchOrders(ctx, { orders: settings.orders, connections: settings.connections }));
   if (runs('campaign')) paths.push(...(await benchCampaign(ctx, { sizes: settings.campaignSizes, orderRate: settings.campaignOrderRate })));
-  if (runs('import')) paths.push(await benchImport(ctx, { rows: settings.importRows, chunk: settings.importChunk, cliRows: settings.importCliRows }));
+  if (runs('import')) paths.push(await benchImport(ctx, { rows: settings.importRows, chunk: settings.importChunk, cliRows: settings.importCliRows, cliHeapMb: settings.importCliHeapMb }));
 } finally {
   redis.disconnect();
   await privateRedis?.stop();
