@@ -142,7 +142,7 @@ export function buildProgram(): Command {
 
   program
     .command('start')
-    .description('HTTP API and every worker (WORKER_QUEUES) in each of PROCESSES processes (default: one per core on PostgreSQL, one on PGlite)')
+    .description('HTTP API and every worker (WORKER_QUEUES) in each of PROCESSES processes (default: one per core on PostgreSQL, one on PGlite), or in processes of their own with PROCESS_ROLES=split')
     .action(async () => {
       const config = loadConfigOrExit();
       if (supervises(config)) {
