@@ -32,6 +32,9 @@ interface LogLine {
   signal?: string;
 }
 
+/** The sample counting completed delivery jobs. */
+const DELIVERY_COMPLETED = 'smsblossom_job_duration_seconds_count{queue="delivery",outcome="completed"}';
+
 /** A GET on a connection of its own (no keep-alive agent), so that the primary hands it to the next process. */
 function getOnNewConnection(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -81,7 +84,9 @@ describe('start on several processes (PROCESSES=2, PostgreSQL)', () => {
     pids.push(...children);
     expect(new Set(children).size).toBe(2);
     expect(children).not.toContain(service.proc.pid);
-    // Each process listens, on the one port the primary shares between them.
+    // Each process listens, on the one port the primary shares between them. (A process's log lines may reach the pipe
+    // after the supervisor's: wait for them.)
+    for (const pid of children) await service.waitForLine(`process ${pid} listening`, (l) => l.msg === 'SMS Blossom is listening' && l.pid === pid);
     const listening = service.lines.filter((l) => l.msg === 'SMS Blossom is listening');
     expect(new Set(listening.map((l) => l.pid))).toEqual(new Set(children));
     expect(new Set(listening.map((l) => l.url)).size).toBe(1);
@@ -115,11 +120,19 @@ describe('start on several processes (PROCESSES=2, PostgreSQL)', () => {
     // Whichever process takes a scrape, /metrics counts the whole service: every process's webhooks and delivery jobs
     // summed, the gauges read from Redis and the database once. (A connection of its own per scrape: the primary hands
     // connections to the processes in turn.)
+    // A delivery job is counted once it completes, a moment after the provider took its message: wait for the last.
+    await vi.waitFor(
+      async () => {
+        const count = metricValue((await getOnNewConnection(`${base}/metrics`)).body, DELIVERY_COMPLETED) ?? 0;
+        if (count < ORDERS) throw new Error(`${count} of ${ORDERS} delivery jobs counted`);
+      },
+      { timeout: 30_000, interval: 100 },
+    );
     for (let scrape = 0; scrape < 4; scrape++) {
       const { status, body } = await getOnNewConnection(`${base}/metrics`);
       expect(status, body).toBe(200);
       expect(metricValue(body, 'smsblossom_webhooks_total{topic="orders/paid",outcome="accepted"}')).toBe(ORDERS);
-      expect(metricValue(body, 'smsblossom_job_duration_seconds_count{queue="delivery",outcome="completed"}')).toBeGreaterThanOrEqual(ORDERS);
+      expect(metricValue(body, DELIVERY_COMPLETED)).toBeGreaterThanOrEqual(ORDERS);
       expect(body.match(/^# TYPE smsblossom_queue_jobs gauge$/gm)).toHaveLength(1);
       expect(metricValue(body, 'smsblossom_messages{status="delivered"}')).toBeGreaterThanOrEqual(0);
       expect(await promtoolProblems(body)).toEqual([]);
@@ -206,11 +219,19 @@ describe('start with the API and the workers apart (PROCESS_ROLES=split, Postgre
     // Every job ran in the worker process, none in the API process.
     expect(new Set(service.lines.filter((l) => l.msg === 'Job completed').map((l) => l.pid))).toEqual(new Set([workersPid]));
 
-    // The API process serves /metrics with the worker process's job counts in it.
-    const { status, body } = await getOnNewConnection(`${base}/metrics`);
+    // The API process serves /metrics with the worker process's job counts in it (each counted as its job completes, a
+    // moment after the provider took the message).
+    const { status, body } = await vi.waitFor(
+      async () => {
+        const scrape = await getOnNewConnection(`${base}/metrics`);
+        const count = metricValue(scrape.body, DELIVERY_COMPLETED) ?? 0;
+        if (count < ORDERS) throw new Error(`${count} of ${ORDERS} delivery jobs counted`);
+        return scrape;
+      },
+      { timeout: 30_000, interval: 100 },
+    );
     expect(status, body).toBe(200);
     expect(metricValue(body, 'smsblossom_webhooks_total{topic="orders/paid",outcome="accepted"}')).toBe(ORDERS);
-    expect(metricValue(body, 'smsblossom_job_duration_seconds_count{queue="delivery",outcome="completed"}')).toBeGreaterThanOrEqual(ORDERS);
     expect(await promtoolProblems(body)).toEqual([]);
 
     service.proc.kill('SIGTERM');
