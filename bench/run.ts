@@ -22,8 +22,8 @@
  *   BENCH_LOG_LEVEL        the service's LOG_LEVEL (info, what `npm start` logs; its output goes to a temp file)
  *   BENCH_RESULTS_DIR      where the results file goes (bench/results)
  *   BENCH_CPU_PROF=<dir>   each Node child writes a V8 CPU profile there
- *   BENCH_SERVICE_<NAME>   a setting of the service under test: BENCH_SERVICE_PROCESS_ROLES=split runs it with
- *                          PROCESS_ROLES=split (recorded in the results' settings)
+ *   BENCH_SERVICE_<NAME>   a setting of the service under test: BENCH_SERVICE_DELIVERY_CONCURRENCY=40 runs it with
+ *                          DELIVERY_CONCURRENCY=40 (recorded in the results' settings)
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';

@@ -7,6 +7,7 @@
  *      import that rejected some rows — its good rows are still stored)
  *   2  bad usage or configuration (unknown command or option, invalid argument, invalid environment variable)
  */
+import cluster from 'node:cluster';
 import { constants as fsConstants, createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
@@ -23,7 +24,7 @@ import { createLogger } from './logger.js';
 import { queuesFromArgv } from './queue/queueArgs.js';
 import { DEV_TOKEN_DEFAULT_TTL_SECONDS, DEV_TOKEN_MAX_TTL_SECONDS, signDevSessionToken } from './shopify/sessionToken.js';
 import { startSystem, type System } from './system.js';
-import { lowerPriority, notifyReady, onSupervisorStop, processRole, runSupervisor, singleProcessReason, supervises } from './supervisor.js';
+import { notifyReady, onSupervisorStop, runSupervisor, singleProcessReason } from './supervisor.js';
 import { campaignCommand, CAMPAIGN_HELP } from './campaigns/cli.js';
 import { syncShopCommand } from './sync/cli.js';
 
@@ -142,10 +143,10 @@ export function buildProgram(): Command {
 
   program
     .command('start')
-    .description('HTTP API and every worker (WORKER_QUEUES) in each of PROCESSES processes (default: one per core on PostgreSQL, one on PGlite), or in processes of their own with PROCESS_ROLES=split')
+    .description('HTTP API and every worker (WORKER_QUEUES) in each of PROCESSES processes (default: one per core on PostgreSQL, one on PGlite)')
     .action(async () => {
       const config = loadConfigOrExit();
-      if (supervises(config)) {
+      if (cluster.isPrimary && config.processes.count > 1) {
         let code: number;
         try {
           code = await runSupervisor({ config, logger: createLogger({ level: config.logLevel }), shutdownGraceMs: SHUTDOWN_GRACE_MS });
@@ -154,9 +155,7 @@ export function buildProgram(): Command {
         }
         process.exit(code);
       }
-      const role = processRole();
-      if (role === 'workers') lowerPriority(config.processes.workerNice);
-      await serve(config, role !== 'workers', role === 'api' ? [] : config.workers.queues, (system) => {
+      await serve(config, true, config.workers.queues, (system) => {
         const why = singleProcessReason(config);
         if (why) system.logger.info({ processes: 1 }, why);
       });

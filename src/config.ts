@@ -80,8 +80,6 @@ const envSchema = z.object({
   HOUSEKEEPING_CONCURRENCY: concurrency(1),
   SYNC_CONCURRENCY: concurrency(2),
   PROCESSES: z.coerce.number().int().min(1).max(256).optional(),
-  PROCESS_ROLES: z.enum(['combined', 'split']).default('combined'),
-  WORKER_NICE: z.coerce.number().int().min(0).max(19).default(10),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   WORKER_LOCK_DURATION_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
   WORKER_STALLED_INTERVAL_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
@@ -297,13 +295,6 @@ export interface Config {
     readonly count: number;
     /** False when the count is the default rather than PROCESSES. */
     readonly explicit: boolean;
-    /**
-     * `combined`: each process serves HTTP and runs the workers. `split`: `count` processes serve HTTP only and `count`
-     * more run the workers only, at the lower scheduling priority `workerNice`, so that under a full CPU the webhooks
-     * are answered first and the queue absorbs the burst.
-     */
-    readonly roles: 'combined' | 'split';
-    readonly workerNice: number;
   };
   readonly workers: {
     readonly queues: readonly QueueName[];
@@ -424,9 +415,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.PROCESSES !== undefined && e.PROCESSES > 1 && !e.DATABASE_URL) {
     throw new ConfigError('PROCESSES', `must be 1 with the embedded database (PGlite is opened by a single process); to run more, set DATABASE_URL to a PostgreSQL server (got "${e.PROCESSES}")`);
   }
-  if (e.PROCESS_ROLES === 'split' && !e.DATABASE_URL) {
-    throw new ConfigError('PROCESS_ROLES', 'split runs several processes, and the embedded database is opened by a single one; set DATABASE_URL to a PostgreSQL server, or leave PROCESS_ROLES at combined');
-  }
   // A BullMQ script touches several keys of one queue and a cluster runs it only if they share a slot: the prefix's
   // hash tag puts every key of the service in one.
   if (e.REDIS_CLUSTER_NODES && !CLUSTER_PREFIX.test(e.REDIS_PREFIX)) {
@@ -513,8 +501,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     processes: {
       count: e.PROCESSES ?? (e.DATABASE_URL ? os.availableParallelism() : 1),
       explicit: e.PROCESSES !== undefined,
-      roles: e.PROCESS_ROLES,
-      workerNice: e.WORKER_NICE,
     },
     workers: {
       queues: e.WORKER_QUEUES,

@@ -12,7 +12,6 @@
  * embedded Redis. A second signal ends them at once.
  */
 import cluster, { type Worker } from 'node:cluster';
-import fs from 'node:fs';
 import os from 'node:os';
 import type { Config } from './config.js';
 import { openDatabase } from './db/client.js';
@@ -25,8 +24,6 @@ import type { EmbeddedRedis } from './queue/embeddedRedis.js';
 
 /** Messages between the primary and its processes (IPC). */
 const READY = 'smsblossom:ready';
-/** The role of a process, in its environment. */
-const ROLE_ENV = 'SMSBLOSSOM_PROCESS_ROLE';
 const STOP = 'smsblossom:stop';
 
 /** Back-off of a process started again: doubles per quick death, up to the maximum. */
@@ -110,52 +107,13 @@ async function startShared(config: Config, logger: Logger): Promise<Shared> {
   }
 }
 
-/** What one of the supervisor's processes runs: both the HTTP API and the workers, or one of them (`PROCESS_ROLES=split`). */
-export type ProcessRole = 'combined' | 'api' | 'workers';
-
-/** The role the supervisor gave this process (`combined` outside a supervisor). */
-export function processRole(): ProcessRole {
-  const role = cluster.isWorker ? process.env[ROLE_ENV] : undefined;
-  return role === 'api' || role === 'workers' ? role : 'combined';
-}
-
 /**
- * A worker process of the split layout yields the CPU to the API processes: niceness `nice` for every thread it has
- * (Linux keeps one per thread: the main thread's, which threads started later inherit, and those of libuv's pool and
- * V8's helpers, started already). Best effort: where that is not allowed the process runs at normal priority.
- */
-export function lowerPriority(nice: number, logger?: Logger): void {
-  let threads: number[] = [0];
-  try {
-    threads = fs.readdirSync('/proc/self/task').map(Number).filter(Number.isInteger);
-  } catch {
-    // no /proc: the calling thread only
-  }
-  for (const tid of threads) {
-    try {
-      os.setPriority(tid, nice);
-    } catch (err) {
-      logger?.warn({ err: (err as Error).message, nice }, 'Could not lower the priority of a worker process');
-      return;
-    }
-  }
-}
-
-/** Whether `start` runs a supervisor: several processes, or the API and the workers apart. */
-export function supervises(config: Config): boolean {
-  return cluster.isPrimary && (config.processes.count > 1 || config.processes.roles === 'split');
-}
-
-/**
- * Runs the processes until SIGTERM/SIGINT: `config.processes.count` of them, each with the API and the workers, or
- * (`split`) that many API processes and as many worker processes at a lower priority. Resolves with the exit code (0
- * when every process stopped cleanly). Rejects when what they share cannot be started (Redis, the database).
+ * Runs `config.processes.count` processes until SIGTERM/SIGINT; resolves with the exit code (0 when every process
+ * stopped cleanly). Rejects when what they share cannot be started (Redis, the database).
  */
 export async function runSupervisor({ config, logger, shutdownGraceMs }: SupervisorOptions): Promise<number> {
   const shared = await startShared(config, logger);
-  const split = config.processes.roles === 'split';
-  const count = split ? config.processes.count * 2 : config.processes.count;
-  const roleOf = (slot: number): ProcessRole => (!split ? 'combined' : slot < config.processes.count ? 'api' : 'workers');
+  const count = config.processes.count;
   /** Per process: its slot (for its back-off), when it started, whether it served. */
   const live = new Map<number, { slot: number; startedAt: number; ready: boolean }>();
   const quickDeaths = new Array<number>(count).fill(0);
@@ -166,7 +124,7 @@ export async function runSupervisor({ config, logger, shutdownGraceMs }: Supervi
   const restarts = new Set<NodeJS.Timeout>();
 
   const fork = (slot: number) => {
-    const worker = cluster.fork({ ...shared.env, [ROLE_ENV]: roleOf(slot) });
+    const worker = cluster.fork(shared.env);
     live.set(worker.id, { slot, startedAt: Date.now(), ready: false });
   };
 
@@ -253,7 +211,7 @@ export async function runSupervisor({ config, logger, shutdownGraceMs }: Supervi
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
 
-    logger.info({ processes: count, roles: config.processes.roles, cores: os.availableParallelism() }, 'Starting processes');
+    logger.info({ processes: count, cores: os.availableParallelism() }, 'Starting processes');
     for (let slot = 0; slot < count; slot++) fork(slot);
   });
 }
