@@ -154,11 +154,16 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-/** Resident memory of a process in bytes; 0 once it is gone. */
+/**
+ * Resident memory in bytes of a process and of the processes it started (a supervisor's: every process of the service);
+ * 0 once it is gone.
+ */
 export function rssOf(pid: number): number {
+  let own = 0;
   try {
-    return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+    own = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
   } catch {
     return 0;
   }
+  return childrenOf(pid).reduce((sum, child) => sum + rssOf(child), own);
 }
