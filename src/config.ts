@@ -118,6 +118,7 @@ const envSchema = z.object({
   DELIVERY_RECONCILE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
   CAMPAIGN_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
   CAMPAIGN_MAX_BACKLOG: z.coerce.number().int().min(1).max(1_000_000).default(2000),
+  CAMPAIGN_SEND_BATCH: z.coerce.number().int().min(1).max(500).default(50),
   CAMPAIGN_POLL_MS: z.coerce.number().int().min(10).max(600_000).default(1000),
   CAMPAIGN_PAUSED_RECHECK_MS: z.coerce.number().int().min(10).max(3_600_000).default(10_000),
   HOUSEKEEPING_SCHEDULES: bool.default(true),
@@ -284,6 +285,11 @@ export interface Config {
     readonly batchSize: number;
     /** Most messages of one campaign queued or sending at once: the campaign's share of the delivery queue. */
     readonly maxBacklog: number;
+    /**
+     * Messages one delivery job of a campaign sends: read, claimed and settled in one statement each. 1 when the
+     * provider has a send rate (`MITTO_RATE_LIMIT_PER_SEC`), which BullMQ's limiter counts in jobs.
+     */
+    readonly sendBatch: number;
     /** How often a campaign whose backlog is full looks again. */
     readonly pollMs: number;
     /** How long a delivery job of a paused campaign waits before it looks at the campaign again. */
@@ -495,6 +501,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     campaigns: {
       batchSize: e.CAMPAIGN_BATCH_SIZE,
       maxBacklog: e.CAMPAIGN_MAX_BACKLOG,
+      sendBatch: e.MITTO_RATE_LIMIT_PER_SEC > 0 ? 1 : e.CAMPAIGN_SEND_BATCH,
       pollMs: e.CAMPAIGN_POLL_MS,
       pausedRecheckMs: e.CAMPAIGN_PAUSED_RECHECK_MS,
     },

@@ -61,6 +61,8 @@ export interface CampaignPacing {
   pollMs: number;
   /** Pages one run produces before it yields the worker to other campaigns. */
   maxPagesPerRun: number;
+  /** Messages per delivery job (CAMPAIGN_SEND_BATCH; 1 when the provider has a send rate). Default 1. */
+  sendBatch?: number;
 }
 
 export interface CampaignDeps {
@@ -145,7 +147,12 @@ export function campaignFilter(campaign: Campaign): SegmentFilter {
   return campaign.filter === null || campaign.filter === undefined ? { and: [] } : parseSegmentFilter(campaign.filter);
 }
 
-/** Delivery jobs for a campaign's queued messages: deterministic ids, campaign priority, deferred ones delayed. */
+/**
+ * Delivery jobs for a campaign's queued messages, at campaign priority, deferred ones delayed. With `sendBatch` 1, a
+ * job per message (`msg-<id>`); otherwise messages due at the same moment go `sendBatch` to a job (`messageIds`, id
+ * `msgs-<first>-<last>`), which reads, claims and settles them in one statement each. Adding the same rows again adds
+ * nothing new when they group the same way; a job for a message another job already took finds it claimed or final.
+ */
 export async function enqueueCampaignDeliveries(
   queues: QueueRegistry,
   shopDomain: string,
@@ -153,21 +160,35 @@ export async function enqueueCampaignDeliveries(
   rows: ReadonlyArray<{ id: number; contactId: number | null; scheduledFor: Date | null }>,
   requestId: string,
   now: Date,
+  sendBatch = 1,
 ): Promise<void> {
   if (!rows.length) return;
   const enqueuedAt = now.toISOString();
-  const jobs = rows.map((r) => {
-    const data: JobData<'delivery'> = parseJobData('delivery', 'send', {
-      shopId: shopDomain,
-      messageId: r.id,
-      ...(r.contactId !== null ? { contactId: r.contactId } : {}),
-      campaignId,
-      requestId,
-      enqueuedAt,
-    });
-    const delay = r.scheduledFor ? Math.max(0, r.scheduledFor.getTime() - now.getTime()) : 0;
-    return { name: 'send', data, opts: { jobId: jobIdFrom('msg', r.id), priority: CAMPAIGN_DELIVERY_PRIORITY, ...(delay ? { delay } : {}) } };
-  });
+  const byTime = new Map<number, Array<(typeof rows)[number]>>();
+  for (const r of rows) {
+    const at = r.scheduledFor ? Math.max(now.getTime(), r.scheduledFor.getTime()) : now.getTime();
+    const group = byTime.get(at);
+    if (group) group.push(r);
+    else byTime.set(at, [r]);
+  }
+  const jobs = [];
+  for (const [at, due] of byTime) {
+    const delay = at - now.getTime();
+    const opts = { priority: CAMPAIGN_DELIVERY_PRIORITY, ...(delay > 0 ? { delay } : {}) };
+    for (let i = 0; i < due.length; i += sendBatch) {
+      const chunk = due.slice(i, i + sendBatch);
+      const one = chunk.length === 1 ? chunk[0]! : null;
+      const data: JobData<'delivery'> = parseJobData('delivery', 'send', {
+        shopId: shopDomain,
+        ...(one ? { messageId: one.id, ...(one.contactId !== null ? { contactId: one.contactId } : {}) } : { messageIds: chunk.map((r) => r.id) }),
+        campaignId,
+        requestId,
+        enqueuedAt,
+      });
+      const jobId = one ? jobIdFrom('msg', one.id) : jobIdFrom('msgs', chunk[0]!.id, chunk[chunk.length - 1]!.id);
+      jobs.push({ name: 'send', data, opts: { jobId, ...opts } });
+    }
+  }
   await queues.get('delivery').addBulk(jobs);
 }
 
@@ -293,7 +314,7 @@ export async function runCampaignBatch(data: JobData<'campaigns'> & { generation
   // A page committed by a run that died before its jobs reached Redis.
   if (campaign.pendingEnqueue) {
     const rows = await queuedMessagesOfPage(db, id, campaign.pageStartId, campaign.cursorContactId);
-    await enqueueCampaignDeliveries(deps.queues, shop.domain, id, rows, requestId, deps.now?.() ?? new Date());
+    await enqueueCampaignDeliveries(deps.queues, shop.domain, id, rows, requestId, deps.now?.() ?? new Date(), deps.pacing.sendBatch);
     await clearPendingEnqueue(db, id, campaign.cursorContactId);
     if (rows.length) log.warn({ jobs: rows.length }, 'Re-added the delivery jobs of a page interrupted before they were queued');
   }
@@ -307,7 +328,7 @@ export async function runCampaignBatch(data: JobData<'campaigns'> & { generation
     const result = await materializeNextPage(id, generation, shop, deps, requestId);
     if (result.kind === 'stale') return { outcome: 'stale', reason: 'generation changed' };
     if (result.kind === 'stopped') return { outcome: 'stopped', status: result.status };
-    await enqueueCampaignDeliveries(deps.queues, shop.domain, id, result.created, requestId, deps.now?.() ?? new Date());
+    await enqueueCampaignDeliveries(deps.queues, shop.domain, id, result.created, requestId, deps.now?.() ?? new Date(), deps.pacing.sendBatch);
     await clearPendingEnqueue(db, id, result.cursor);
     exhausted = result.exhausted;
   }

@@ -7,7 +7,7 @@
  */
 import { and, eq, gt, inArray, or, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
-import { param, perHandle } from './prepared.js';
+import { idArray, param, perHandle } from './prepared.js';
 import { contacts, messages, messageSkips, type Message, type MessageKind } from './schema.js';
 
 export interface NewMessage {
@@ -106,16 +106,20 @@ export async function getMessage(db: Db, id: number): Promise<Message | undefine
   return row;
 }
 
+/** What a claim writes: `sending`, by which provider, since when, one more attempt. */
+const claimedBy = () =>
+  ({
+    status: 'sending',
+    provider: sql`${param('provider')}`,
+    sendingAt: sql`now()`,
+    sendAttempts: sql`${messages.sendAttempts} + 1`,
+    updatedAt: sql`now()`,
+  }) as const;
+
 const claim = perHandle((db) =>
   db
     .update(messages)
-    .set({
-      status: 'sending',
-      provider: sql`${param('provider')}`,
-      sendingAt: sql`now()`,
-      sendAttempts: sql`${messages.sendAttempts} + 1`,
-      updatedAt: sql`now()`,
-    })
+    .set(claimedBy())
     .where(and(eq(messages.id, param('id')), eq(messages.status, 'queued')))
     .returning({ id: messages.id })
     .prepare('message_claim'),
@@ -125,6 +129,22 @@ const claim = perHandle((db) =>
 export async function claimForSending(db: Db, id: number, provider: string): Promise<boolean> {
   const rows = await claim(db).execute({ id, provider });
   return rows.length > 0;
+}
+
+const claimMany = perHandle((db) =>
+  db
+    .update(messages)
+    .set(claimedBy())
+    .where(and(sql`${messages.id} = ANY(${param('ids')}::bigint[])`, eq(messages.status, 'queued')))
+    .returning({ id: messages.id })
+    .prepare('message_claim_many'),
+);
+
+/** {@link claimForSending} for several messages in one statement: the ids this caller claimed (the others were not `queued`). */
+export async function claimManyForSending(db: Db, ids: readonly number[], provider: string): Promise<Set<number>> {
+  if (ids.length === 0) return new Set();
+  const rows = await claimMany(db).execute({ ids: idArray(ids), provider });
+  return new Set(rows.map((r) => r.id));
 }
 
 /** Back to `queued` after a failure that certainly did not reach the provider, so a retry may send it. */
@@ -152,6 +172,32 @@ const sent = perHandle((db) =>
 
 export async function markSent(db: Db, id: number, providerMessageId: string, at: Date): Promise<void> {
   await sent(db).execute({ id, providerMessageId, at: at.toISOString() });
+}
+
+/**
+ * {@link markSent} for several messages in one statement: each row's provider id and acceptance time travel as one
+ * JSON parameter.
+ */
+export async function markManySent(db: Db, sends: ReadonlyArray<{ id: number; providerMessageId: string; at: Date }>): Promise<void> {
+  if (sends.length === 0) return;
+  const rows = JSON.stringify(sends.map((s) => ({ id: s.id, pid: s.providerMessageId, at: s.at.toISOString() })));
+  await db.execute(sql`
+    UPDATE messages m
+       SET status = CASE WHEN m.status IN ('delivered', 'failed') THEN m.status ELSE 'sent' END,
+           provider_message_id = coalesce(m.provider_message_id, s.pid),
+           sent_at = coalesce(m.sent_at, s.at),
+           error_code = NULL, error_text = NULL, updated_at = now()
+      FROM json_to_recordset(${rows}::json) AS s(id bigint, pid text, at timestamptz)
+     WHERE m.id = s.id`);
+}
+
+/** {@link releaseClaim} for several messages in one statement. */
+export async function releaseClaims(db: Db, ids: readonly number[], error: { code: string; text: string }): Promise<void> {
+  if (ids.length === 0) return;
+  await db
+    .update(messages)
+    .set({ status: 'queued', errorCode: error.code, errorText: error.text, updatedAt: sql`now()` })
+    .where(and(sql`${messages.id} = ANY(${idArray(ids)}::bigint[])`, eq(messages.status, 'sending')));
 }
 
 export async function markFailed(db: Db, id: number, error: { code: string; text: string }): Promise<void> {

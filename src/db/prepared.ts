@@ -27,3 +27,12 @@ export function perHandle<T>(build: (db: Db) => T): (db: Db) => T {
 export function param<const N extends string>(name: N): Placeholder<N> {
   return new Placeholder(name);
 }
+
+/**
+ * A list of row ids as a PostgreSQL array literal (`{1,2,3}`), bound as one text parameter and cast in the statement:
+ * the same on `pg` and PGlite, and one parameter however long the list. Ids are integers, so nothing needs quoting.
+ */
+export function idArray(ids: readonly number[]): string {
+  for (const id of ids) if (!Number.isSafeInteger(id)) throw new TypeError(`not a row id: ${id}`);
+  return `{${ids.join(',')}}`;
+}

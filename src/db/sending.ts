@@ -5,7 +5,7 @@
  */
 import { eq, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
-import { param, perHandle } from './prepared.js';
+import { idArray, param, perHandle } from './prepared.js';
 import { contacts, messages, shops, type Contact, type Message } from './schema.js';
 
 /** A number-wide STOP on the recipient's number, through the sender it was sent to. */
@@ -24,7 +24,8 @@ export interface SendingView {
   optOuts: RecipientOptOut[];
 }
 
-const readStatement = perHandle((db) =>
+/** The message with its shop, contact and STOPs; each statement below adds its WHERE. */
+const viewOf = (db: Db) =>
   db
     .select({
       message: messages,
@@ -36,18 +37,33 @@ const readStatement = perHandle((db) =>
     })
     .from(messages)
     .innerJoin(shops, eq(shops.id, messages.shopId))
-    .leftJoin(contacts, sql`${contacts.id} = ${messages.contactId} AND ${contacts.shopId} = ${messages.shopId}`)
-    .where(eq(messages.id, param('id')))
-    .prepare('sending_read'),
-);
+    .leftJoin(contacts, sql`${contacts.id} = ${messages.contactId} AND ${contacts.shopId} = ${messages.shopId}`);
 
-export async function readForSending(db: Db, messageId: number): Promise<SendingView | undefined> {
-  const [row] = await readStatement(db).execute({ id: messageId });
-  if (!row) return undefined;
+const readStatement = perHandle((db) => viewOf(db).where(eq(messages.id, param('id'))).prepare('sending_read'));
+
+type ReadRow = Awaited<ReturnType<ReturnType<typeof readStatement>['execute']>>[number];
+
+function toView(row: ReadRow): SendingView {
   return {
     message: row.message,
     shopUninstalledAt: row.shopUninstalledAt,
     contact: row.contact ?? undefined,
     optOuts: (row.optOuts ?? []).map((o) => ({ sender: o.sender, optedOutAt: new Date(o.at) })),
   };
+}
+
+export async function readForSending(db: Db, messageId: number): Promise<SendingView | undefined> {
+  const [row] = await readStatement(db).execute({ id: messageId });
+  return row ? toView(row) : undefined;
+}
+
+const readManyStatement = perHandle((db) =>
+  viewOf(db).where(sql`${messages.id} = ANY(${param('ids')}::bigint[])`).orderBy(messages.id).prepare('sending_read_many'),
+);
+
+/** The same read for several messages (a campaign's send batch), in one statement. Missing ids are left out. */
+export async function readManyForSending(db: Db, messageIds: readonly number[]): Promise<SendingView[]> {
+  if (messageIds.length === 0) return [];
+  const rows = await readManyStatement(db).execute({ ids: idArray(messageIds) });
+  return rows.map(toView);
 }

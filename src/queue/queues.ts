@@ -122,7 +122,7 @@ export const campaignsJobSchema = z.object({
 
 /**
  * `delivery:send`: send one message, exactly once. Either the message row exists (`messageId`, as automations,
- * campaigns and replies enqueue it), or the job is the specification's `{ shopId, recipient, template, context }`: the
+ * campaigns and replies enqueue it; `messageIds` for several of a campaign's), or the job is the specification's `{ shopId, recipient, template, context }`: the
  * processor renders `template` with `context` and creates the row first, keyed by the job, then sends it.
  */
 export const deliveryJobSchema = z
@@ -130,6 +130,8 @@ export const deliveryJobSchema = z
     /** The shop's domain, not `shops.id`. */
     shopId: shopDomain,
     messageId: rowId.optional(),
+    /** A campaign's messages sent together: read, claimed and settled in one statement each (CAMPAIGN_SEND_BATCH). */
+    messageIds: z.array(rowId).min(1).max(500).optional(),
     recipient: z.string().min(3).max(32).optional(),
     template: z.string().min(1).max(5000).optional(),
     context: z.record(z.string(), z.unknown()).default({}),
@@ -145,6 +147,10 @@ export const deliveryJobSchema = z
     ...stamps,
   })
   .superRefine((d, ctx) => {
+    if (d.messageIds !== undefined) {
+      if (d.messageId !== undefined) ctx.addIssue({ code: 'custom', path: ['messageIds'], message: 'not together with messageId' });
+      return;
+    }
     if (d.messageId !== undefined) return;
     for (const field of ['recipient', 'template'] as const) {
       if (d[field] === undefined) ctx.addIssue({ code: 'custom', path: [field], message: 'required when there is no messageId' });
