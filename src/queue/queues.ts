@@ -122,8 +122,9 @@ export const campaignsJobSchema = z.object({
 
 /**
  * `delivery:send`: send one message, exactly once. Either the message row exists (`messageId`, as automations,
- * campaigns and replies enqueue it; `messageIds` for several of a campaign's), or the job is the specification's `{ shopId, recipient, template, context }`: the
- * processor renders `template` with `context` and creates the row first, keyed by the job, then sends it.
+ * campaigns and replies enqueue it; `messageIds`, a campaign's batch), or the job is the specification's
+ * `{ shopId, recipient, template, context }`: the processor renders `template` with `context` and creates the row
+ * first, keyed by the job, then sends it.
  */
 export const deliveryJobSchema = z
   .object({

@@ -72,6 +72,11 @@ describe('queue catalog', () => {
     expect(noMessage.message).toMatch(/recipient: /);
     expect(refusal('delivery', 'send', { shopId: SHOP, recipient: '+15550100000', ...stamps }).message).toMatch(/template: /);
     expect(refusal('delivery', 'send', { shopId: SHOP, messageId: '42', ...stamps }).message).toMatch(/messageId: /);
+    // A campaign's batch: a list of message ids, never empty, never beside a single messageId.
+    expect(parseJobData('delivery', 'send', { shopId: SHOP, messageIds: [1, 2, 3], campaignId: 7, ...stamps })).toMatchObject({ messageIds: [1, 2, 3] });
+    expect(refusal('delivery', 'send', { shopId: SHOP, messageIds: [], ...stamps }).message).toMatch(/messageIds: /);
+    expect(refusal('delivery', 'send', { shopId: SHOP, messageIds: [1, 'two'], ...stamps }).message).toMatch(/messageIds\.1: /);
+    expect(refusal('delivery', 'send', { shopId: SHOP, messageIds: [1], messageId: 1, ...stamps }).message).toMatch(/messageIds: not together with messageId/);
     // An events job with neither a stored event nor a payload.
     expect(refusal('events', 'orders/paid', { topic: 'orders/paid', shopId: SHOP, ...stamps }).message).toMatch(/storedEventId: /);
     // A task no processor knows.
