@@ -9,6 +9,7 @@
  * each part registers its closing as it starts, and they run in reverse, so a start that fails half-way closes what
  * it opened.
  */
+import { Semaphore } from 'async-mutex';
 import { ShopDirectory } from './automations/shopDirectory.js';
 import type { FastifyInstance } from 'fastify';
 import { withOverrides, type Config, type QueueName } from './config.js';
@@ -125,6 +126,8 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     shareProcessMetrics(metrics.processRegistry);
     let sandbox: Sandbox | undefined;
     if (options.workers.includes('delivery')) {
+      const slots = config.workers.concurrency.delivery;
+      services.sendSlots = { semaphore: new Semaphore(slots), size: slots };
       if (options.provider) {
         services.provider = instrumentProvider(options.provider, metrics);
       } else {

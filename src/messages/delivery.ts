@@ -22,6 +22,7 @@
  * nor the frequency cap, which belong to automations and campaigns: the producer chose the moment and the audience.
  * A recipient who is no contact of the shop is skipped (`no_contact`).
  */
+import type { SemaphoreInterface } from 'async-mutex';
 import type { Db } from '../db/client.js';
 import { findContactByPhone } from '../db/contacts.js';
 import { getShopByDomain } from '../db/shops.js';
@@ -71,6 +72,11 @@ export interface DeliveryDeps {
   renderer: Renderer;
   /** The platform's sender (a shop's own wins) and the price of one part, for a direct send's message row. */
   sms: { sender: string; costPerSegment: number };
+  /**
+   * The process's slots for sends of campaign batches (DELIVERY_CONCURRENCY of them): a batch claims a round only
+   * while it holds a slot for each of its messages. Absent: unbounded (tests that call the batch directly).
+   */
+  sendSlots?: { semaphore: SemaphoreInterface; size: number };
 }
 
 /** Trigger recorded on the message a direct send (the specification's `delivery:send`) creates. */
@@ -243,13 +249,14 @@ const BATCH_SEND_CONCURRENCY = 8;
 
 /**
  * Several messages of a campaign (`messageIds`), with the guarantees of {@link deliverMessage} and a fraction of its
- * round trips: one statement reads them all with what the send-time checks need, one claims every message still
- * `queued` (`queued` → `sending`, as one caller), the sends go to the provider a few at a time, and one
- * statement settles the accepted ones. Anything off the common path goes to the one-message path, which knows it
+ * round trips: one statement reads them all with what the send-time checks need; they go to the provider in rounds of
+ * a few, each round claimed in one statement (`queued` → `sending`, as one caller); one statement settles the accepted
+ * ones. Anything off the common path goes to the one-message path, which knows it
  * already: a message found `sending` (an earlier run of this job died mid-send) or whose send's outcome is unknown
  * waits for its delivery report in a job of its own (`msg-<id>`, never resent); a message due later is put off in one.
  * A provider asking us to slow down, or failing in a way that certainly sent nothing, stops the batch: the messages
- * not yet sent go back to `queued`, and the job is retried (the accepted ones are final by then and not sent again).
+ * it refused go back to `queued` with the later rounds', and the job is retried (the accepted ones are final by then
+ * and not sent again).
  */
 export async function deliverMessages(
   messageIds: readonly number[],
@@ -303,13 +310,11 @@ export async function deliverMessages(
     }
   }
 
-  const claimed = await claimManyForSending(deps.db, sendable.map((v) => v.message.id), deps.provider.name);
-  // Not claimed: another run holds it (it may die mid-send) or it is final; the one-message path finds out which.
-  for (const v of sendable) if (!claimed.has(v.message.id)) handOver(v.message, later(), 1);
-  const queue = sendable.filter((v) => claimed.has(v.message.id));
-
   const accepted: Array<{ id: number; providerMessageId: string; at: Date }> = [];
-  const unsent: number[] = [];
+  /** Claimed, then refused by the provider in a way that certainly sent nothing. */
+  const refused: number[] = [];
+  /** Never claimed: the rounds after a stop. Still `queued`. */
+  const untouched: Message[] = [];
   let stop: ProviderError | undefined;
   let gate: Awaited<ReturnType<NonNullable<DeliveryDeps['campaignGate']>>> = { action: 'send' };
   const sendOne = async (m: Message) => {
@@ -329,7 +334,7 @@ export async function deliverMessages(
         tally.failed++;
       } else if (err instanceof ProviderError && (err.kind === 'transient' || err.kind === 'rate_limited')) {
         if (!stop || err.kind === 'rate_limited') stop = err;
-        unsent.push(m.id);
+        refused.push(m.id);
       } else {
         // Ambiguous, or unknown after the claim: it may have reached the provider. Wait for its report; never resend.
         log.warn({ messageId: m.id, code: err instanceof ProviderError ? err.code : undefined }, 'Send outcome unknown: waiting for the delivery report');
@@ -337,43 +342,48 @@ export async function deliverMessages(
       }
     }
   };
-  // Rounds of BATCH_SEND_CONCURRENCY sends; before each round after the first, the campaign is looked at again, so a
-  // pause or a cancel stops a batch within one round, as it stops one-message jobs.
-  const campaignId = queue[0]?.message.campaignId ?? null;
-  for (let i = 0; i < queue.length; i += BATCH_SEND_CONCURRENCY) {
-    const round = queue.slice(i, i + BATCH_SEND_CONCURRENCY).map((v) => v.message);
+
+  // Rounds of BATCH_SEND_CONCURRENCY (at most the slots). A round is claimed only once the process's send slots for it are held, so what a
+  // killed process leaves claimed and unsent is bounded by the slots, not by the batches running. Before each round
+  // after the first the campaign is looked at again: a pause or a cancel stops a batch within one round.
+  const campaignId = sendable[0]?.message.campaignId ?? null;
+  const roundSize = Math.min(BATCH_SEND_CONCURRENCY, deps.sendSlots?.size ?? BATCH_SEND_CONCURRENCY);
+  for (let i = 0; i < sendable.length; i += roundSize) {
+    const round = sendable.slice(i, i + roundSize).map((v) => v.message);
     if (stop === undefined && i > 0 && campaignId !== null && deps.campaignGate) gate = await deps.campaignGate(campaignId);
     if (stop !== undefined || gate.action !== 'send') {
-      unsent.push(...round.map((m) => m.id));
+      untouched.push(...round);
       continue;
     }
-    await Promise.all(round.map(sendOne));
+    const [, release] = deps.sendSlots ? await deps.sendSlots.semaphore.acquire(round.length) : [0, () => {}];
+    try {
+      const claimed = await claimManyForSending(deps.db, round.map((m) => m.id), deps.provider.name);
+      // Not claimed: another run holds it (it may die mid-send) or it is final; the one-message path finds out which.
+      for (const m of round) if (!claimed.has(m.id)) handOver(m, later(), 1);
+      await Promise.all(round.filter((m) => claimed.has(m.id)).map(sendOne));
+    } finally {
+      release();
+    }
   }
 
   await markManySent(deps.db, accepted);
   tally.sent = accepted.length;
-  if (gate.action !== 'send') {
-    // Claimed but not sent: back to `queued`, then held (a job per message looks again later) or cancelled.
-    await releaseClaims(deps.db, unsent, { code: 'CAMPAIGN_STOPPED', text: `campaign ${gate.action === 'hold' ? 'paused' : 'cancelled'} while sending` });
-    const held = new Set(unsent);
-    for (const m of queue.map((v) => v.message).filter((q) => held.has(q.id))) {
-      if (gate.action === 'hold') handOver(m, gate.until, 0);
-      else if (await markNotSent(deps.db, m.id, 'cancelled', 'campaign_cancelled')) tally.notSent++;
-    }
-  }
+  if (gate.action === 'hold') for (const m of untouched) handOver(m, gate.until, 0);
+  if (gate.action === 'cancel') for (const m of untouched) if (await markNotSent(deps.db, m.id, 'cancelled', 'campaign_cancelled')) tally.notSent++;
   if (handOff.length) await control.handOff(handOff);
   tally.handedOff = handOff.length;
-  log.info({ provider: deps.provider.name, ...tally, unsent: stop ? unsent.length : 0 }, 'Messages sent');
+  log.info({ provider: deps.provider.name, ...tally, unsent: refused.length + untouched.length }, 'Messages sent');
   if (stop) {
     const error = { code: stop.code, text: stop.message };
     if (stop.kind === 'rate_limited') {
-      await releaseClaims(deps.db, unsent, error);
+      await releaseClaims(deps.db, refused, error);
       return control.rateLimited(stop.retryAfterMs ?? 1000);
     }
     if (control.attemptsMade + 1 >= control.maxAttempts) {
-      for (const id of unsent) await markFailed(deps.db, id, { code: stop.code, text: `retries exhausted: ${stop.message}` });
+      const text = `retries exhausted: ${stop.message}`;
+      for (const id of [...refused, ...untouched.map((m) => m.id)]) await markFailed(deps.db, id, { code: stop.code, text });
     } else {
-      await releaseClaims(deps.db, unsent, error);
+      await releaseClaims(deps.db, refused, error);
     }
     throw stop;
   }

@@ -7,6 +7,7 @@
  * *before* BullMQ is told a job failed for good (see `deadLetters.ts` for why that order matters).
  */
 import type { ShopDirectory } from '../automations/shopDirectory.js';
+import type { SemaphoreInterface } from 'async-mutex';
 import { DelayedError, MetricsTime, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
@@ -35,6 +36,8 @@ export interface Services {
   provider?: SmsProvider;
   /** Base URL the provider calls back (PUBLIC_URL, else the address the API listens on). */
   publicUrl: string;
+  /** Slots for the sends of campaign batches in this process (DELIVERY_CONCURRENCY; see `DeliveryDeps.sendSlots`). */
+  sendSlots?: { semaphore: SemaphoreInterface; size: number };
 }
 
 export interface ProcessorContext {
@@ -87,6 +90,7 @@ export const PROCESSORS: { readonly [Q in QueueName]: Processor<Q> } = {
         campaignGate: campaignGate(ctx.db.db, ctx.config.campaigns.pausedRecheckMs),
         renderer: ctx.services.renderer,
         sms,
+        sendSlots: ctx.services.sendSlots,
       },
       { queues: ctx.queues, token: ctx.token },
     );
