@@ -229,55 +229,65 @@ export interface DeliveryReportUpdate {
   at: Date;
 }
 
+/** The message a report names: by the provider's id, or by our id echoed as `reference`. */
+const reportTarget = sql`(SELECT t.id FROM messages t
+   WHERE (t.provider = ${param('provider')} AND t.provider_message_id = ${param('pid')}) OR t.id = ${param('ref')}
+   LIMIT 1)`;
+
+/** The statuses a report of each kind may move a message from (and a message failed as unconfirmed, from any). */
+const REPORT_FROM = {
+  delivered: ['sending', 'sent', 'failed'],
+  failed: ['sending', 'sent'],
+  pending: ['sending'],
+} as const satisfies Record<DeliveryReportUpdate['status'], readonly Message['status'][]>;
+
+/** One prepared UPDATE per kind of report: what it sets, from which statuses. */
+const reportStatements = perHandle((db) => {
+  const at = sql`${param('at')}::timestamptz`;
+  const sets = {
+    delivered: { status: 'delivered' as const, deliveredAt: at, sentAt: sql`coalesce(${messages.sentAt}, ${at})`, errorCode: null, errorText: null },
+    failed: { status: 'failed' as const, failedAt: at, errorCode: sql`${param('errorCode')}`, errorText: 'delivery report: failed' },
+    pending: { status: 'sent' as const, sentAt: sql`coalesce(${messages.sentAt}, ${at})`, errorCode: null, errorText: null, failedAt: null },
+  };
+  const build = (kind: DeliveryReportUpdate['status']) =>
+    db
+      .update(messages)
+      .set({ ...sets[kind], providerMessageId: sql`coalesce(${messages.providerMessageId}, ${param('pid')})`, updatedAt: sql`now()` })
+      // A message failed as unconfirmed (no report after an interrupted send) is still waiting for its report: any
+      // report settles it, as it would have settled it while `sending`.
+      .where(
+        and(
+          eq(messages.id, reportTarget),
+          or(inArray(messages.status, [...REPORT_FROM[kind]]), and(eq(messages.status, 'failed'), eq(messages.errorCode, UNCONFIRMED))),
+        ),
+      )
+      .returning({ id: messages.id, status: messages.status })
+      .prepare(`delivery_report_${kind}`);
+  return { delivered: build('delivered'), failed: build('failed'), pending: build('pending') };
+});
+
+const reportedMessage = perHandle((db) =>
+  db.select({ id: messages.id, status: messages.status }).from(messages).where(eq(messages.id, reportTarget)).prepare('delivery_report_target'),
+);
+
 /**
  * Applies a delivery report. Reports only move a message forward: `delivered` is final, and a late `failed` never
  * overrides it. A report is also the reconciliation of an ambiguous send: a message still `sending` that gets a report
  * was accepted by the provider, and so was one failed as {@link UNCONFIRMED} whose report comes late. Returns
- * undefined when no message matches.
+ * undefined when no message matches. One prepared statement on the usual path (the first report of a message); the
+ * row is read apart only when the report changes nothing (a repeat, or one out of order).
  */
 export async function applyDeliveryReport(
   db: Db,
   provider: string,
   r: DeliveryReportUpdate,
-): Promise<{ message: Message; changed: boolean } | undefined> {
-  const refId = r.reference && /^\d{1,18}$/.test(r.reference) ? Number(r.reference) : null;
-  const match = or(
-    r.providerMessageId ? and(eq(messages.provider, provider), eq(messages.providerMessageId, r.providerMessageId)) : undefined,
-    refId !== null ? eq(messages.id, refId) : undefined,
-  );
-  if (!match) return undefined;
-  const from =
-    r.status === 'delivered'
-      ? (['sending', 'sent', 'failed'] as const)
-      : r.status === 'failed'
-        ? (['sending', 'sent'] as const)
-        : (['sending'] as const);
-  const set =
-    r.status === 'delivered'
-      ? { status: 'delivered' as const, deliveredAt: r.at, sentAt: sql`coalesce(${messages.sentAt}, ${r.at.toISOString()}::timestamptz)`, errorCode: null, errorText: null }
-      : r.status === 'failed'
-        ? { status: 'failed' as const, failedAt: r.at, errorCode: r.errorCode ?? 'DELIVERY_FAILED', errorText: 'delivery report: failed' }
-        : { status: 'sent' as const, sentAt: sql`coalesce(${messages.sentAt}, ${r.at.toISOString()}::timestamptz)`, errorCode: null, errorText: null, failedAt: null };
-  const [updated] = await db
-    .update(messages)
-    .set({
-      ...set,
-      providerMessageId: r.providerMessageId ? sql`coalesce(${messages.providerMessageId}, ${r.providerMessageId})` : undefined,
-      updatedAt: sql`now()`,
-    })
-    // A message failed as unconfirmed (no report after an interrupted send) is still waiting for its report: any
-    // report settles it, as it would have settled it while `sending`.
-    // One statement on the usual path (the first report of a message); the row is read apart only when the report
-    // changes nothing (a repeat, or one out of order).
-    .where(
-      and(
-        eq(messages.id, sql`(SELECT ${messages.id} FROM ${messages} WHERE ${match} LIMIT 1)`),
-        or(inArray(messages.status, [...from]), and(eq(messages.status, 'failed'), eq(messages.errorCode, UNCONFIRMED))),
-      ),
-    )
-    .returning();
+): Promise<{ message: Pick<Message, 'id' | 'status'>; changed: boolean } | undefined> {
+  const ref = r.reference && /^\d{1,18}$/.test(r.reference) ? r.reference : null;
+  if (r.providerMessageId === null && ref === null) return undefined;
+  const match = { provider, pid: r.providerMessageId, ref };
+  const [updated] = await reportStatements(db)[r.status].execute({ ...match, at: r.at.toISOString(), errorCode: r.errorCode ?? 'DELIVERY_FAILED' });
   if (updated) return { message: updated, changed: true };
-  const [current] = await db.select().from(messages).where(match).limit(1);
+  const [current] = await reportedMessage(db).execute(match);
   return current ? { message: current, changed: false } : undefined;
 }
 

@@ -328,7 +328,8 @@ describe('delivery reports with DLR_HMAC_SECRET (postgres)', () => {
         done();
       },
     });
-    sys = await startTestSystem('postgres', { env: { DLR_TOKEN, DLR_HMAC_SECRET: HMAC_SECRET }, logger: createLogger({ level: 'info', destination }) });
+    // At debug: delivery-report requests log their request lines only then (deliveryReportLogLevel).
+    sys = await startTestSystem('postgres', { env: { DLR_TOKEN, DLR_HMAC_SECRET: HMAC_SECRET, LOG_LEVEL: 'debug' }, logger: createLogger({ level: 'debug', destination }) });
   });
   afterAll(async () => {
     await sys?.teardown();

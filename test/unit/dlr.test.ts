@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDeliveryReport } from '../../src/messages/dlr.js';
 import { isAppError } from '../../src/errors.js';
+import { deliveryReportLogLevel } from '../../src/http/routes/mitto.js';
 
 function thrown(fn: () => unknown): unknown {
   try {
@@ -140,5 +141,16 @@ describe('parseDeliveryReport', () => {
     expect(err).toMatchObject({ details: { field: 'dlrStatus' } });
     expect((err as Error).message).toContain('dlrStatus');
     expect(() => parseDeliveryReport({ id: 'x', status: 3 })).toThrow(/status/);
+  });
+});
+
+describe('deliveryReportLogLevel', () => {
+  it('keeps report requests out of info logs, shows them at debug and trace, and never logs more than asked', () => {
+    expect(deliveryReportLogLevel('info')).toBe('warn');
+    expect(deliveryReportLogLevel('debug')).toBe('debug');
+    expect(deliveryReportLogLevel('trace')).toBe('trace');
+    expect(deliveryReportLogLevel('warn')).toBe('warn');
+    expect(deliveryReportLogLevel('error')).toBe('error');
+    expect(deliveryReportLogLevel('silent')).toBe('silent');
   });
 });

@@ -11,6 +11,7 @@ import { parseDeliveryReport } from '../../messages/dlr.js';
 import { parseInbound } from '../../messages/inbound.js';
 import { handleInbound } from '../../messages/replies.js';
 import type { AppDeps } from '../app.js';
+import type { Config } from '../../config.js';
 import { routeSchema, type RouteDoc } from './docs.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -34,8 +35,19 @@ const routeOptions = {
   },
 };
 
+/**
+ * The log level of delivery-report requests: one arrives for every message sent, so their request lines and the
+ * report's own line are debug lines — shown when LOG_LEVEL is `debug` or `trace`, else only their warnings and errors
+ * (a report for no known message, a refused token). The report itself is kept on the message row.
+ */
+export function deliveryReportLogLevel(configured: Config['logLevel']): Config['logLevel'] {
+  const order: Array<Config['logLevel']> = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+  return order.indexOf(configured) < order.indexOf('info') ? configured : order[Math.max(order.indexOf(configured), order.indexOf('warn'))]!;
+}
+
 export async function registerMittoRoutes(app: FastifyInstance, { deps }: { deps: AppDeps }): Promise<void> {
   const { sms } = deps.config;
+  const dlrLogLevel = deliveryReportLogLevel(deps.config.logLevel);
   const expectedToken = digest(sms.dlrToken);
 
   // Raw bytes for the optional HMAC; JSON and form bodies are parsed here, after the check.
@@ -103,8 +115,8 @@ export async function registerMittoRoutes(app: FastifyInstance, { deps }: { deps
     }),
   });
   const dlrDoc = { summary: "A delivery report: the message's status (delivered, failed…), by provider id or our reference", errors: [404] };
-  app.get('/webhooks/mitto/dlr', callback({ ...dlrDoc, operationId: 'deliveryReportByQuery' }, 'GET'), dlr);
-  app.post('/webhooks/mitto/dlr', callback({ ...dlrDoc, operationId: 'deliveryReport' }, 'POST'), dlr);
+  app.get('/webhooks/mitto/dlr', { ...callback({ ...dlrDoc, operationId: 'deliveryReportByQuery' }, 'GET'), logLevel: dlrLogLevel }, dlr);
+  app.post('/webhooks/mitto/dlr', { ...callback({ ...dlrDoc, operationId: 'deliveryReport' }, 'POST'), logLevel: dlrLogLevel }, dlr);
 
   app.post('/webhooks/mitto/inbound', callback({ operationId: 'inboundMessage', summary: 'An inbound SMS: STOP, START, HELP and other replies' }, 'POST'), async (req) => {
     const msg = parseInbound(authenticate(req));
