@@ -139,7 +139,9 @@ export async function startSystem(options: SystemOptions): Promise<System> {
           baseUrl = await sb.listen(config.sms.sandboxPort, '127.0.0.1');
           logger.info({ sandbox: baseUrl }, 'SMS provider: the bundled Mitto sandbox (set MITTO_API_KEY to send for real)');
         }
-        services.provider = instrumentProvider(createMittoProvider({ baseUrl, apiKey: config.sms.mittoApiKey, timeoutMs: config.sms.timeoutMs }), metrics);
+        const mitto = createMittoProvider({ baseUrl, apiKey: config.sms.mittoApiKey, timeoutMs: config.sms.timeoutMs });
+        cleanups.push(() => mitto.close());
+        services.provider = instrumentProvider(mitto, metrics);
       }
     }
 

@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, request } from 'undici';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError, describeIssues } from '../errors.js';
@@ -218,6 +219,8 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
   const events = new EventEmitter();
   events.setMaxListeners(0);
   const shutdown = new AbortController();
+  /** Keep-alive connections for delivery reports, as a provider keeps them to a busy callback URL. */
+  const dlrAgent = new Agent({ keepAliveTimeout: 30_000 });
   // Every request in latency and every callback in flight listens for the shutdown.
   setMaxListeners(0, shutdown.signal);
   const dlrTimers = new Set<NodeJS.Timeout>();
@@ -403,19 +406,20 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
       record.dlr.attempts = attempt;
       let problem: string;
       try {
-        const res = await fetch(record.callback!, {
+        const res = await request(record.callback!, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ ...payload, timestamp: new Date().toISOString() }),
           signal: AbortSignal.any([shutdown.signal, AbortSignal.timeout(DLR_TIMEOUT_MS)]),
+          dispatcher: dlrAgent,
         });
-        await res.arrayBuffer().catch(() => undefined);
-        if (res.ok) {
+        await res.body.dump().catch(() => undefined);
+        if (res.statusCode >= 200 && res.statusCode < 300) {
           record.dlr.state = 'sent';
           stats.dlr.sent++;
           return;
         }
-        problem = `HTTP ${res.status}`;
+        problem = `HTTP ${res.statusCode}`;
       } catch (err) {
         problem = err instanceof Error ? err.message : String(err);
       }
@@ -531,6 +535,7 @@ export async function createSandbox(options: SandboxOptions = {}): Promise<Sandb
           held.clear();
         });
         await step(() => app.close());
+        await step(() => dlrAgent.destroy());
         await step(() => events.removeAllListeners());
         if (problems.length > 0) throw new AggregateError(problems, 'sandbox did not close cleanly');
       })();

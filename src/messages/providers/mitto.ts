@@ -1,7 +1,12 @@
 /**
  * The Mitto SMS provider: `POST {baseUrl}/sms` with `X-Mitto-API-Key`, every outcome mapped to a {@link ProviderError}
  * kind. The same client talks to the local sandbox (`src/sandbox/server.ts`) in development and tests.
+ *
+ * Requests go through undici's `request` on an agent of the client's own (keep-alive connections to Mitto), not
+ * `fetch`: one send per message makes the WHATWG streams fetch builds for each request and response a measurable part
+ * of a message's cost.
  */
+import { Agent, request, type Dispatcher } from 'undici';
 import { AppError } from '../../errors.js';
 import { ProviderError, type ProviderErrorCode, type SendRequest, type SendResult, type SmsProvider } from './types.js';
 
@@ -11,9 +16,12 @@ export interface MittoProviderOptions {
   apiKey: string;
   /** Budget for the whole exchange (connect, send, response body). Default 10 000 ms. */
   timeoutMs?: number;
-  /** Injected for tests and instrumentation. Default `globalThis.fetch`. */
-  fetch?: typeof globalThis.fetch;
+  /** The undici dispatcher requests go through. Default: an agent of this client's own. */
+  dispatcher?: Dispatcher;
 }
+
+/** Response headers as undici gives them, read by name. */
+type HeaderGetter = (name: string) => string | null;
 
 const DEFAULT_RETRY_AFTER_MS = 1000;
 
@@ -42,8 +50,8 @@ interface MittoResponse {
   textLength?: unknown;
 }
 
-export function createMittoProvider(options: MittoProviderOptions): SmsProvider {
-  const { apiKey, timeoutMs = 10_000, fetch: fetchImpl = globalThis.fetch } = options;
+export function createMittoProvider(options: MittoProviderOptions): SmsProvider & { close(): Promise<void> } {
+  const { apiKey, timeoutMs = 10_000 } = options;
   let endpoint: string;
   try {
     endpoint = new URL(`${options.baseUrl.replace(/\/+$/, '')}/sms`).toString();
@@ -54,7 +62,8 @@ export function createMittoProvider(options: MittoProviderOptions): SmsProvider 
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new AppError('CONFIG_INVALID', `Mitto timeoutMs must be a positive number, got ${timeoutMs}`);
   }
-  if (typeof fetchImpl !== 'function') throw new AppError('CONFIG_INVALID', 'no fetch implementation available');
+  const ownAgent = options.dispatcher ? undefined : new Agent({ keepAliveTimeout: 30_000, connect: { timeout: timeoutMs } });
+  const dispatcher = options.dispatcher ?? ownAgent!;
 
   async function send(req: SendRequest): Promise<SendResult> {
     const body = JSON.stringify({
@@ -73,32 +82,44 @@ export function createMittoProvider(options: MittoProviderOptions): SmsProvider 
     }, timeoutMs);
 
     let status: number;
-    let headers: Headers;
+    let header: HeaderGetter;
     let raw: string;
     try {
-      const res = await fetchImpl(endpoint, {
+      const res = await request(endpoint, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json', 'x-mitto-api-key': apiKey },
         body,
         signal: controller.signal,
-        // A redirected POST silently turns into a GET; a redirect here means the base URL is wrong.
-        redirect: 'manual',
+        dispatcher,
+        // undici's own timers stay out of the way: the one budget above covers connect, send and the whole answer.
+        headersTimeout: 0,
+        bodyTimeout: 0,
       });
-      status = res.status;
-      headers = res.headers;
-      raw = await res.text();
+      status = res.statusCode;
+      const headers = res.headers;
+      header = (name) => {
+        const value = headers[name];
+        return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);
+      };
+      raw = await res.body.text();
     } catch (err) {
       throw networkError(err, timedOut, timeoutMs);
     } finally {
       clearTimeout(timer);
     }
-    return interpret(status, headers, raw, req);
+    return interpret(status, header, raw, req);
   }
 
-  return { name: 'mitto', send };
+  return {
+    name: 'mitto',
+    send,
+    async close() {
+      await ownAgent?.close();
+    },
+  };
 }
 
-function interpret(status: number, headers: Headers, raw: string, req: SendRequest): SendResult {
+function interpret(status: number, header: HeaderGetter, raw: string, req: SendRequest): SendResult {
   const json = parseJson(raw);
   const responseCode = json ? toInt(json.responseCode) : undefined;
   const httpStatus = status;
@@ -106,7 +127,7 @@ function interpret(status: number, headers: Headers, raw: string, req: SendReque
   if (status === 429) {
     return fail('rate_limited', 'HTTP_429', 'Mitto rate limit reached', {
       httpStatus,
-      retryAfterMs: retryAfterMs(headers.get('retry-after')),
+      retryAfterMs: retryAfterMs(header('retry-after')),
     });
   }
   if (status === 401 || status === 403) {
@@ -116,7 +137,7 @@ function interpret(status: number, headers: Headers, raw: string, req: SendReque
     return fail('transient', `HTTP_${status}`, `Mitto answered HTTP ${status}`, { httpStatus, providerCode: responseCode });
   }
   if (status >= 300 && status < 400) {
-    return fail('permanent', `HTTP_${status}`, `Mitto answered a redirect (HTTP ${status}) to ${headers.get('location') ?? '(no location)'}: configure the final base URL`, { httpStatus });
+    return fail('permanent', `HTTP_${status}`, `Mitto answered a redirect (HTTP ${status}) to ${header('location') ?? '(no location)'}: configure the final base URL`, { httpStatus });
   }
 
   if (responseCode !== undefined && responseCode !== 0) {
@@ -161,7 +182,7 @@ function networkError(err: unknown, timedOut: boolean, timeoutMs: number): Provi
   return new ProviderError('transient', 'CONNECTION_FAILED', `could not reach Mitto (${sysCode ?? describeError(err)})`, { cause: err });
 }
 
-/** The first `code` along the cause chain (undici wraps socket errors as `TypeError('fetch failed', { cause })`). */
+/** The first `code` along the cause chain (undici's errors carry it; wrapped ones carry it in `cause`). */
 function errorCode(err: unknown): string | undefined {
   const seen = new Set<unknown>();
   const queue: unknown[] = [err];
