@@ -8,6 +8,7 @@
 import { and, eq, gt, inArray, or, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { idArray, param, perHandle } from './prepared.js';
+import { rowsOf } from './rows.js';
 import { contacts, messages, messageSkips, type Message, type MessageKind } from './schema.js';
 
 export interface NewMessage {
@@ -277,11 +278,7 @@ const reportedMessage = perHandle((db) =>
  * undefined when no message matches. One prepared statement on the usual path (the first report of a message); the
  * row is read apart only when the report changes nothing (a repeat, or one out of order).
  */
-export async function applyDeliveryReport(
-  db: Db,
-  provider: string,
-  r: DeliveryReportUpdate,
-): Promise<{ message: Pick<Message, 'id' | 'status'>; changed: boolean } | undefined> {
+export async function applyDeliveryReport(db: Db, provider: string, r: DeliveryReportUpdate): Promise<ReportResult> {
   const ref = r.reference && /^\d{1,18}$/.test(r.reference) ? r.reference : null;
   if (r.providerMessageId === null && ref === null) return undefined;
   const match = { provider, pid: r.providerMessageId, ref };
@@ -289,6 +286,79 @@ export async function applyDeliveryReport(
   if (updated) return { message: updated, changed: true };
   const [current] = await reportedMessage(db).execute(match);
   return current ? { message: current, changed: false } : undefined;
+}
+
+type ReportResult = { message: Pick<Message, 'id' | 'status'>; changed: boolean } | undefined;
+
+/**
+ * {@link applyDeliveryReport} for several reports in one statement, with the same rules: each report moves its
+ * message forward only, from the statuses its kind allows. Reports naming the same message are applied one after the
+ * other in the order given (one UPDATE can change a row once): the first in this statement, each later one in the next.
+ * Results in the order of `reports`.
+ */
+export async function applyDeliveryReports(db: Db, provider: string, reports: readonly DeliveryReportUpdate[]): Promise<ReportResult[]> {
+  const out: ReportResult[] = new Array(reports.length).fill(undefined);
+  let todo = reports.map((r, i) => ({ r, i }));
+  while (todo.length > 0) {
+    const rows = await settleReports(db, provider, todo);
+    const again = new Set<number>();
+    for (const row of rows) {
+      if (row.nth > 1) again.add(row.i);
+      else if (row.id !== null) {
+        const id = Number(row.id);
+        out[row.i] = row.updated !== null
+          ? { message: { id, status: row.updated as Message['status'] }, changed: true }
+          : { message: { id, status: row.current as Message['status'] }, changed: false };
+      }
+    }
+    todo = todo.filter((t) => again.has(t.i));
+  }
+  return out;
+}
+
+const statusArray = (statuses: readonly string[]) => `{${statuses.join(',')}}`;
+
+async function settleReports(db: Db, provider: string, todo: ReadonlyArray<{ r: DeliveryReportUpdate; i: number }>) {
+  const items = JSON.stringify(
+    todo.map(({ r, i }) => ({
+      i,
+      pid: r.providerMessageId,
+      ref: r.reference && /^\d{1,18}$/.test(r.reference) ? r.reference : null,
+      status: r.status,
+      at: r.at.toISOString(),
+      code: r.errorCode ?? 'DELIVERY_FAILED',
+    })),
+  );
+  return rowsOf<{ i: number; nth: number; id: string | number | null; updated: string | null; current: string | null }>(
+    db,
+    sql`
+    WITH found AS (
+      SELECT r.*, (SELECT t.id FROM messages t
+                    WHERE (t.provider = ${provider} AND t.provider_message_id = r.pid) OR t.id = r.ref LIMIT 1) AS target
+        FROM json_to_recordset(${items}::json) AS r(i int, pid text, ref bigint, status text, at timestamptz, code text)
+    ), r AS (
+      SELECT found.*, CASE WHEN target IS NULL THEN 1 ELSE row_number() OVER (PARTITION BY target ORDER BY i)::int END AS nth FROM found
+    ), u AS (
+      UPDATE messages m SET
+        status = CASE r.status WHEN 'delivered' THEN 'delivered' WHEN 'failed' THEN 'failed' ELSE 'sent' END,
+        delivered_at = CASE WHEN r.status = 'delivered' THEN r.at ELSE m.delivered_at END,
+        failed_at = CASE r.status WHEN 'failed' THEN r.at WHEN 'pending' THEN NULL ELSE m.failed_at END,
+        sent_at = CASE WHEN r.status = 'failed' THEN m.sent_at ELSE coalesce(m.sent_at, r.at) END,
+        error_code = CASE WHEN r.status = 'failed' THEN r.code END,
+        error_text = CASE WHEN r.status = 'failed' THEN 'delivery report: failed' END,
+        provider_message_id = coalesce(m.provider_message_id, r.pid),
+        updated_at = now()
+        FROM r
+       WHERE m.id = r.target AND r.nth = 1
+         AND (m.status = ANY(CASE r.status WHEN 'delivered' THEN ${statusArray(REPORT_FROM.delivered)}::text[]
+                                           WHEN 'failed' THEN ${statusArray(REPORT_FROM.failed)}::text[]
+                                           ELSE ${statusArray(REPORT_FROM.pending)}::text[] END)
+              OR (m.status = 'failed' AND m.error_code = ${UNCONFIRMED}))
+      RETURNING m.id, m.status
+    )
+    SELECT r.i, r.nth, r.target AS id, u.status AS updated, cur.status AS current
+      FROM r LEFT JOIN u ON u.id = r.target AND r.nth = 1 LEFT JOIN messages cur ON cur.id = r.target`,
+  );
 }
 
 export interface NewSkip {

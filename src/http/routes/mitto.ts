@@ -5,10 +5,10 @@
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { applyDeliveryReport } from '../../db/messages.js';
 import { AppError } from '../../errors.js';
 import { parseDeliveryReport } from '../../messages/dlr.js';
 import { parseInbound } from '../../messages/inbound.js';
+import { createReportBatcher } from '../../messages/reportBatcher.js';
 import { handleInbound } from '../../messages/replies.js';
 import type { AppDeps } from '../app.js';
 import type { Config } from '../../config.js';
@@ -48,6 +48,7 @@ export function deliveryReportLogLevel(configured: Config['logLevel']): Config['
 export async function registerMittoRoutes(app: FastifyInstance, { deps }: { deps: AppDeps }): Promise<void> {
   const { sms } = deps.config;
   const dlrLogLevel = deliveryReportLogLevel(deps.config.logLevel);
+  const reports = createReportBatcher(deps.db.db, 'mitto');
   const expectedToken = digest(sms.dlrToken);
 
   // Raw bytes for the optional HMAC; JSON and form bodies are parsed here, after the check.
@@ -89,7 +90,7 @@ export async function registerMittoRoutes(app: FastifyInstance, { deps }: { deps
     const input = authenticate(req);
     // Our callback URL carries the message id as `ref`: a report that omits the reference still finds its message.
     const report = parseDeliveryReport({ reference: input.ref, ...input });
-    const result = await applyDeliveryReport(deps.db.db, 'mitto', {
+    const result = await reports.apply({
       providerMessageId: report.providerMessageId,
       reference: report.reference,
       status: report.status,
