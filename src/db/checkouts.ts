@@ -1,6 +1,7 @@
 /** Named database operations on `checkouts`: abandonments and their recovery. */
 import { and, eq, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
+import { nullable, param, perHandle } from './prepared.js';
 import { checkouts, type Checkout } from './schema.js';
 
 /**
@@ -46,14 +47,25 @@ export async function upsertCheckout(
 }
 
 /** Marks a checkout recovered (an order carried its token); creates the row if the order came first. */
-export async function completeCheckout(db: Db, shopId: number, token: string, at: Date): Promise<void> {
-  await db
+const checkoutCompleted = perHandle((db) =>
+  db
     .insert(checkouts)
-    .values({ shopId, token, abandonedAt: at, lastSeenAt: at, completedAt: at })
+    .values({
+      shopId: param('shopId'),
+      token: param('token'),
+      abandonedAt: nullable('at', 'timestamptz'),
+      lastSeenAt: nullable('at', 'timestamptz'),
+      completedAt: nullable('at', 'timestamptz'),
+    })
     .onConflictDoUpdate({
       target: [checkouts.shopId, checkouts.token],
       set: { completedAt: sql`coalesce(${checkouts.completedAt}, excluded.completed_at)` },
-    });
+    })
+    .prepare('checkout_completed'),
+);
+
+export async function completeCheckout(db: Db, shopId: number, token: string, at: Date): Promise<void> {
+  await checkoutCompleted(db).execute({ shopId, token, at: at.toISOString() });
 }
 
 export async function getCheckout(db: Db, shopId: number, token: string): Promise<Checkout | undefined> {

@@ -2,7 +2,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { safeErrorMessage } from '../errors.js';
 import type { Db } from './client.js';
-import { param, perHandle } from './prepared.js';
+import { nullable, param, perHandle } from './prepared.js';
 import { events, type EventRow } from './schema.js';
 
 export interface NewEvent {
@@ -31,6 +31,25 @@ const stored = {
 };
 export type StoredEvent = Pick<EventRow, keyof typeof stored>;
 
+const eventInsert = perHandle((db) =>
+  db
+    .insert(events)
+    .values({
+      shopDomain: param('shopDomain'),
+      topic: param('topic'),
+      objectId: nullable('objectId', 'text'),
+      webhookId: param('webhookId'),
+      eventId: nullable('eventId', 'text'),
+      apiVersion: nullable('apiVersion', 'text'),
+      triggeredAt: nullable('triggeredAt', 'timestamptz'),
+      payload: param('payload'),
+      requestId: param('requestId'),
+    })
+    .onConflictDoNothing()
+    .returning(stored)
+    .prepare('event_insert'),
+);
+
 /**
  * Inserts the event unless one with the same webhook id (or the same event id for the topic) exists.
  * Returns the new row, or `existing` with the row that made it a duplicate.
@@ -39,7 +58,7 @@ export async function insertEvent(
   db: Db,
   event: NewEvent,
 ): Promise<{ inserted: StoredEvent; existing?: undefined } | { inserted?: undefined; existing: StoredEvent }> {
-  const [inserted] = await db.insert(events).values(event).onConflictDoNothing().returning(stored);
+  const [inserted] = await eventInsert(db).execute({ ...event, triggeredAt: event.triggeredAt?.toISOString() ?? null });
   if (inserted) return { inserted };
   const [existing] = await db
     .select(stored)

@@ -7,7 +7,7 @@
  */
 import { and, eq, gt, inArray, or, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
-import { idArray, param, perHandle } from './prepared.js';
+import { idArray, nullable, param, perHandle } from './prepared.js';
 import { rowsOf } from './rows.js';
 import { contacts, messages, messageSkips, type Message, type MessageKind } from './schema.js';
 
@@ -87,18 +87,65 @@ export async function reserveMessage(
   });
 }
 
-/** Inserts the message, or returns the row that already holds its idempotency key (a retry, or a concurrent twin). */
-async function insertUnlessKeyTaken(db: Db, m: NewMessage): Promise<ReserveResult> {
-  const [created] = await db
+const insertMessage = perHandle((db) =>
+  db
     .insert(messages)
-    .values({ ...m, costEstimate: m.costEstimate.toFixed(4) })
+    .values({
+      shopId: param('shopId'),
+      contactId: nullable('contactId', 'bigint'),
+      automationId: nullable('automationId', 'bigint'),
+      campaignId: nullable('campaignId', 'text'),
+      kind: param('kind'),
+      trigger: nullable('trigger', 'text'),
+      idempotencyKey: param('idempotencyKey'),
+      toPhone: nullable('toPhone', 'text'),
+      sender: nullable('sender', 'text'),
+      body: param('body'),
+      encoding: param('encoding'),
+      segments: param('segments'),
+      costEstimate: param('costEstimate'),
+      // A JSON list, unpacked in the statement: the same on `pg` and PGlite, whatever the warnings contain.
+      renderWarnings: sql`ARRAY(SELECT jsonb_array_elements_text(${param('renderWarnings')}::jsonb))`,
+      scheduledFor: nullable('scheduledFor', 'timestamptz'),
+      requestId: nullable('requestId', 'text'),
+      checkoutToken: nullable('checkoutToken', 'text'),
+    })
     .onConflictDoNothing({ target: [messages.shopId, messages.idempotencyKey] })
-    .returning();
-  if (created) return { outcome: 'created', message: created };
-  const [winner] = await db
+    .returning()
+    .prepare('message_insert'),
+);
+
+const messageByKey = perHandle((db) =>
+  db
     .select()
     .from(messages)
-    .where(and(eq(messages.shopId, m.shopId), eq(messages.idempotencyKey, m.idempotencyKey)));
+    .where(and(eq(messages.shopId, param('shopId')), eq(messages.idempotencyKey, param('idempotencyKey'))))
+    .prepare('message_by_key'),
+);
+
+/** Inserts the message, or returns the row that already holds its idempotency key (a retry, or a concurrent twin). */
+async function insertUnlessKeyTaken(db: Db, m: NewMessage): Promise<ReserveResult> {
+  const [created] = await insertMessage(db).execute({
+    shopId: m.shopId,
+    contactId: m.contactId,
+    automationId: m.automationId ?? null,
+    campaignId: m.campaignId ?? null,
+    kind: m.kind,
+    trigger: m.trigger,
+    idempotencyKey: m.idempotencyKey,
+    toPhone: m.toPhone,
+    sender: m.sender,
+    body: m.body,
+    encoding: m.encoding,
+    segments: m.segments,
+    costEstimate: m.costEstimate.toFixed(4),
+    renderWarnings: JSON.stringify(m.renderWarnings),
+    scheduledFor: m.scheduledFor?.toISOString() ?? null,
+    requestId: m.requestId,
+    checkoutToken: m.checkoutToken ?? null,
+  });
+  if (created) return { outcome: 'created', message: created };
+  const [winner] = await messageByKey(db).execute({ shopId: m.shopId, idempotencyKey: m.idempotencyKey });
   return { outcome: 'duplicate', message: winner! };
 }
 

@@ -7,7 +7,7 @@
  * a handle of its own, so a statement used inside one is built for that transaction only: keep prepared statements to
  * the reads and single-statement writes of the hot paths.
  */
-import { Placeholder } from 'drizzle-orm';
+import { Placeholder, sql, type SQL } from 'drizzle-orm';
 import type { Db } from './client.js';
 
 /** `build(db)` once per handle; the same prepared query for every later call on that handle. */
@@ -35,4 +35,12 @@ export function param<const N extends string>(name: N): Placeholder<N> {
 export function idArray(ids: readonly number[]): string {
   for (const id of ids) if (!Number.isSafeInteger(id)) throw new TypeError(`not a row id: ${id}`);
   return `{${ids.join(',')}}`;
+}
+
+/**
+ * A parameter that may be null, bound as it is and cast in the statement. (In an insert's values a bare placeholder
+ * goes through its column's encoder, and a timestamp's calls `toISOString()` on null.)
+ */
+export function nullable(name: string, type: 'bigint' | 'text' | 'timestamptz'): SQL {
+  return sql`${param(name)}::${sql.raw(type)}`;
 }
