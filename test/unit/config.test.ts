@@ -20,6 +20,14 @@ describe('loadConfig', () => {
     expect(c.workers.concurrency.delivery).toBe(20);
   });
 
+  it('sends campaigns 50 messages to a delivery job, one when the provider has a send rate (BullMQ limits jobs, not messages)', () => {
+    expect(loadConfig({}).campaigns.sendBatch).toBe(50);
+    expect(loadConfig({ CAMPAIGN_SEND_BATCH: '20' }).campaigns.sendBatch).toBe(20);
+    expect(loadConfig({ CAMPAIGN_SEND_BATCH: '20', MITTO_RATE_LIMIT_PER_SEC: '30' }).campaigns.sendBatch).toBe(1);
+    expect(() => loadConfig({ CAMPAIGN_SEND_BATCH: '0' })).toThrow(/CAMPAIGN_SEND_BATCH/);
+    expect(() => loadConfig({ CAMPAIGN_SEND_BATCH: '501' })).toThrow(/CAMPAIGN_SEND_BATCH/);
+  });
+
   it('is frozen all the way down', () => {
     const c = loadConfig({});
     expect(Object.isFrozen(c)).toBe(true);
