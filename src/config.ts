@@ -45,6 +45,7 @@ const envSchema = z.object({
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lower-case SQL identifier')
     .default('public'),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  DATABASE_API_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(4),
   DATABASE_POOL_MODE: z.enum(['session', 'transaction']).default('session'),
   DATA_DIR: z.string().min(1).default('.data'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -171,6 +172,11 @@ export interface Config {
     readonly url: string | undefined;
     readonly schema: string;
     readonly poolSize: number;
+    /**
+     * Connections of the HTTP API's own pool in a process that also runs workers (PostgreSQL only): a webhook's insert
+     * never waits for a connection behind the workers' statements.
+     */
+    readonly apiPoolSize: number;
     /**
      * How PostgreSQL is reached: `session` (directly, or a pooler in session mode) or `transaction` (PgBouncer and
      * the like in transaction mode: no startup options, no named prepared statements; see db/client.ts).
@@ -439,7 +445,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       healthTimeoutMs: e.REDIS_HEALTH_TIMEOUT_MS,
       ...(e.REDIS_CLUSTER_NODES ? { cluster: e.REDIS_CLUSTER_NODES } : {}),
     },
-    database: { url: e.DATABASE_URL, schema: e.DATABASE_SCHEMA, poolSize: e.DATABASE_POOL_SIZE, poolMode: e.DATABASE_POOL_MODE },
+    database: { url: e.DATABASE_URL, schema: e.DATABASE_SCHEMA, poolSize: e.DATABASE_POOL_SIZE, apiPoolSize: e.DATABASE_API_POOL_SIZE, poolMode: e.DATABASE_POOL_MODE },
     dataDir: path.resolve(e.DATA_DIR),
     http: {
       port: e.PORT,

@@ -95,6 +95,13 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     cleanups.push(() => db.close());
     const applied = await migrate(db);
     logger.info({ database: db.kind, schema: db.schema, applied }, 'Database ready');
+    // With workers in the same process, the HTTP API gets connections of its own (PostgreSQL): a webhook's insert never
+    // waits for a connection behind the workers' statements. PGlite is one connection in the process: shared.
+    const apiDb =
+      options.api && options.workers.length > 0 && db.kind === 'postgres'
+        ? await openDatabase({ ...config.database, poolSize: config.database.apiPoolSize, dataDir: config.dataDir })
+        : db;
+    if (apiDb !== db) cleanups.push(() => apiDb.close());
 
     const redis = getRedisConnection(config.redis, 'producer');
     redis.on('error', (err) => logger.warn({ err: err.message }, 'Redis connection error'));
@@ -149,7 +156,7 @@ export async function startSystem(options: SystemOptions): Promise<System> {
     const pool = new WorkerPool({ config, db, queues, logger, deadLetters, processors: options.processors, services, metrics });
     cleanups.push(() => pool.close());
     if (options.api) {
-      app = await buildApp({ config, logger, db, queues, deadLetters, workers: pool, metrics, renderer: apiRenderer });
+      app = await buildApp({ config, logger, db: apiDb, queues, deadLetters, workers: pool, metrics, renderer: apiRenderer });
       const built = app;
       // Pushed last, so closed first: HTTP intake stops before anything it hands work to.
       cleanups.push(() => built.close());
