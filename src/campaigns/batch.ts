@@ -39,7 +39,7 @@ import { AppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { composeSms, contentColumns, type ComposedSms } from '../messages/compose.js';
 import { withUtm } from '../messages/links.js';
-import type { Renderer } from '../messages/render.js';
+import type { Renderer, RenderOptions } from '../messages/render.js';
 import { jobIdFrom, newRequestId, parseJobData, type JobData, type QueueRegistry } from '../queue/queues.js';
 import { evaluateRules, type AutomationRules } from '../rules/pipeline.js';
 import { recipientTimezone } from '../rules/quietHours.js';
@@ -122,21 +122,24 @@ export function campaignTemplateVars(campaign: Campaign, shop: Shop, contact: Pa
   };
 }
 
+/** How a campaign message renders for a recipient in `timezone`: the shop's currency and locale. */
+function campaignRenderOptions(shop: Shop, timezone: string | null, now: Date): RenderOptions {
+  return { timezone, currency: shop.currency, locale: shopSettings(shop).locale, now };
+}
+
+/** A rendered campaign text as the recipient gets it: with the shop's opt-out footer, encoded and priced. */
+function composeCampaignText(text: string, shop: Shop, deps: { sms: { costPerSegment: number } }): ComposedSms {
+  return composeSms(text, { marketing: true, shop: shopSettings(shop), costPerSegment: deps.sms.costPerSegment });
+}
+
 /** A campaign message as the recipient gets it: rendered, with the shop's opt-out footer, encoded and priced. */
 export async function composeCampaignMessage(
   input: { body: string; campaign: Campaign; shop: Shop; contact: Partial<AudienceContact>; timezone: string | null; now: Date },
   deps: { renderer: Renderer; sms: { costPerSegment: number } },
 ): Promise<ComposedSms & { warnings: string[] }> {
-  const { shop } = input;
-  const settings = shopSettings(shop);
-  const rendered = await deps.renderer.render(input.body, campaignTemplateVars(input.campaign, shop, input.contact), {
-    timezone: input.timezone,
-    currency: shop.currency,
-    locale: settings.locale,
-    now: input.now,
-  });
-  const sms = composeSms(rendered.text, { marketing: true, shop: settings, costPerSegment: deps.sms.costPerSegment });
-  return { ...sms, warnings: rendered.warnings };
+  const vars = campaignTemplateVars(input.campaign, input.shop, input.contact);
+  const rendered = await deps.renderer.render(input.body, vars, campaignRenderOptions(input.shop, input.timezone, input.now));
+  return { ...composeCampaignText(rendered.text, input.shop, deps), warnings: rendered.warnings };
 }
 
 /** One message per campaign per contact, whatever is retried, resumed or re-run. */
@@ -192,7 +195,10 @@ export async function enqueueCampaignDeliveries(
   await queues.get('delivery').addBulk(jobs);
 }
 
-/** Renders and decides one page's recipients. Pure apart from rendering (which is pure too, but async). */
+/**
+ * Decides and renders one page's recipients. Pure apart from rendering (which is pure too, but async): the page's
+ * renders go to the render threads together (`renderMany`), not one round trip per recipient.
+ */
 async function pageMessages(
   campaign: Campaign,
   shop: Shop,
@@ -202,10 +208,10 @@ async function pageMessages(
   now: Date,
 ): Promise<PageMessage[]> {
   const rules = campaignRules(campaign, shop);
-  const out: PageMessage[] = [];
-  for (const c of page) {
-    const base = { contactId: c.id, idempotencyKey: campaignIdempotencyKey(campaign.id, c.id) };
-    const decision = evaluateRules({
+  const decided = page.map((c) => ({
+    contact: c,
+    base: { contactId: c.id, idempotencyKey: campaignIdempotencyKey(campaign.id, c.id) },
+    decision: evaluateRules({
       now,
       automation: rules,
       contact: c,
@@ -213,25 +219,31 @@ async function pageMessages(
       context: {},
       duplicate: false,
       recentSends: recent.get(c.id) ?? [],
-    });
+    }),
+  }));
+  const toRender = decided.filter((d) => d.decision.action !== 'skip');
+  const rendered = await deps.renderer.renderMany(
+    campaign.body,
+    toRender.map(({ contact: c }) => ({
+      vars: campaignTemplateVars(campaign, shop, c),
+      options: campaignRenderOptions(shop, recipientTimezone(c, shop.timezone, now), now),
+    })),
+  );
+  const texts = new Map(toRender.map((d, i) => [d.contact.id, rendered[i]!]));
+  return decided.map(({ contact: c, base, decision }): PageMessage => {
     if (decision.action === 'skip') {
-      out.push({ ...base, status: 'skipped', reason: decision.reason, toPhone: null, body: null, encoding: null, segments: null, costEstimate: null, scheduledFor: null });
-      continue;
+      return { ...base, status: 'skipped', reason: decision.reason, toPhone: null, body: null, encoding: null, segments: null, costEstimate: null, scheduledFor: null };
     }
-    const sms = await composeCampaignMessage(
-      { body: campaign.body, campaign, shop, contact: c, timezone: recipientTimezone(c, shop.timezone, now), now },
-      deps,
-    );
-    out.push({
+    const sms = composeCampaignText(texts.get(c.id)!.text, shop, deps);
+    return {
       ...base,
       status: 'queued',
       reason: null,
       toPhone: c.phone,
       ...contentColumns(sms),
       scheduledFor: decision.action === 'defer' ? decision.until : null,
-    });
-  }
-  return out;
+    };
+  });
 }
 
 type PageResult =

@@ -59,6 +59,14 @@ export interface Renderer {
   validate(template: string): void;
   /** Throws AppError TEMPLATE_INVALID for a template that does not parse, TEMPLATE_RENDER_FAILED if rendering fails. */
   render(template: string, vars: Record<string, unknown>, options?: RenderOptions): Promise<RenderResult>;
+  /** One template for many sets of variables (a campaign page), the results in their order; rejects with the first failure. */
+  renderMany(template: string, items: readonly RenderItem[]): Promise<RenderResult[]>;
+}
+
+/** One render of {@link Renderer.renderMany}. */
+export interface RenderItem {
+  vars: Record<string, unknown>;
+  options?: RenderOptions;
 }
 
 export interface RendererOptions {
@@ -377,9 +385,15 @@ export function createRenderer(options: RendererOptions = {}): Renderer {
     return result;
   }
 
-  return {
+  const renderer: Renderer = {
     validate(template) {
       parse(template);
+    },
+
+    async renderMany(template, items) {
+      const out: RenderResult[] = [];
+      for (const item of items) out.push(await renderer.render(template, item.vars, item.options));
+      return out;
     },
 
     async render(template, vars, opts = {}) {
@@ -406,6 +420,7 @@ export function createRenderer(options: RendererOptions = {}): Renderer {
       return { text: String(out ?? '').trim(), warnings: [...warnings] };
     },
   };
+  return renderer;
 }
 
 /**

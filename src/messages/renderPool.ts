@@ -12,7 +12,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { AppError } from '../errors.js';
-import { createRenderer, type Renderer, type RendererOptions, type RenderOptions, type RenderResult } from './render.js';
+import { createRenderer, type Renderer, type RendererOptions, type RenderItem, type RenderOptions, type RenderResult } from './render.js';
 import type { RenderReply, RenderTask, RenderWorkerData } from './renderWorker.js';
 
 export interface RenderPoolOptions {
@@ -42,9 +42,12 @@ export interface RenderPool extends Renderer {
 
 interface Pending {
   task: RenderTask;
-  resolve: (r: RenderResult) => void;
+  resolve: (r: RenderResult[]) => void;
   reject: (err: Error) => void;
 }
+
+/** Renders of one template a thread takes in one task (`renderMany` splits longer lists). */
+const RENDERS_PER_TASK = 100;
 
 interface Slot {
   worker: Worker;
@@ -103,7 +106,7 @@ export function createRenderPool(options: RenderPoolOptions = {}): RenderPool {
       if (!p || p.task.id !== reply.id) return;
       clearTimeout(p.timer);
       slot.current = null;
-      if (reply.ok) p.resolve({ text: reply.text, warnings: reply.warnings });
+      if (reply.ok) p.resolve(reply.results);
       else p.reject(new AppError(reply.code, reply.message));
       pump();
     });
@@ -134,6 +137,8 @@ export function createRenderPool(options: RenderPoolOptions = {}): RenderPool {
   }
 
   function run(slot: Slot, p: Pending): void {
+    // The deadline is per render: a task of n renders has n of them.
+    const deadline = timeoutMs * p.task.items.length;
     const timer = setTimeout(() => {
       // Past the deadline the thread is busy with something it will not give up: end it, start afresh.
       retire(slot);
@@ -141,9 +146,9 @@ export function createRenderPool(options: RenderPoolOptions = {}): RenderPool {
       slot.worker.removeAllListeners('exit');
       slot.worker.on('exit', () => undefined);
       void slot.worker.terminate();
-      p.reject(new AppError('TEMPLATE_RENDER_FAILED', `rendering took longer than ${timeoutMs} ms`));
+      p.reject(new AppError('TEMPLATE_RENDER_FAILED', `rendering took longer than ${deadline} ms`));
       pump();
-    }, timeoutMs);
+    }, deadline);
     slot.current = { ...p, timer };
     try {
       slot.worker.postMessage(p.task);
@@ -168,6 +173,18 @@ export function createRenderPool(options: RenderPoolOptions = {}): RenderPool {
     }
   }
 
+  /** Queues one task: a template and its renders, on the first free thread. */
+  function submit(template: string, items: RenderItem[]): Promise<RenderResult[]> {
+    // A template that does not parse is refused here, without a trip to a thread.
+    local.validate(template);
+    if (closed) return Promise.reject(new AppError('SHUTTING_DOWN', 'the renderer is closed'));
+    if (queue.length >= queueMax) return Promise.reject(new AppError('SERVICE_UNAVAILABLE', `too many renders waiting (${queueMax}); retry shortly`));
+    return new Promise<RenderResult[]>((resolve, reject) => {
+      queue.push({ task: { id: nextId++, template, items }, resolve, reject });
+      pump();
+    });
+  }
+
   return {
     get threads() {
       return slots.length;
@@ -176,14 +193,13 @@ export function createRenderPool(options: RenderPoolOptions = {}): RenderPool {
       local.validate(template);
     },
     async render(template: string, vars: Record<string, unknown>, opts: RenderOptions = {}): Promise<RenderResult> {
-      // A template that does not parse is refused here, without a trip to a thread.
-      local.validate(template);
-      if (closed) throw new AppError('SHUTTING_DOWN', 'the renderer is closed');
-      if (queue.length >= queueMax) throw new AppError('SERVICE_UNAVAILABLE', `too many renders waiting (${queueMax}); retry shortly`);
-      return new Promise<RenderResult>((resolve, reject) => {
-        queue.push({ task: { id: nextId++, template, vars, options: opts }, resolve, reject });
-        pump();
-      });
+      const [result] = await submit(template, [{ vars, options: opts }]);
+      return result!;
+    },
+    async renderMany(template: string, items: readonly RenderItem[]): Promise<RenderResult[]> {
+      const tasks: Array<Promise<RenderResult[]>> = [];
+      for (let i = 0; i < items.length; i += RENDERS_PER_TASK) tasks.push(submit(template, items.slice(i, i + RENDERS_PER_TASK)));
+      return (await Promise.all(tasks)).flat();
     },
     async close() {
       if (closed) return;

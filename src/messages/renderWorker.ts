@@ -1,21 +1,21 @@
 /**
- * A render thread of the pool in ./renderPool.ts: one renderer, rendering one template at a time. Errors go back as
+ * A render thread of the pool in ./renderPool.ts: one renderer, rendering one task at a time — one template with one
+ * or more sets of variables (a campaign page's recipients in one message, not one message each). Errors go back as
  * their code and message (an AppError does not survive the structured clone).
  */
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { isAppError } from '../errors.js';
-import { createRenderer, type RendererOptions, type RenderOptions } from './render.js';
+import { createRenderer, type RendererOptions, type RenderItem, type RenderResult } from './render.js';
 
 export interface RenderTask {
   id: number;
   template: string;
-  vars: Record<string, unknown>;
-  options: RenderOptions;
+  items: RenderItem[];
 }
 
 export type RenderReply =
-  | { id: number; ok: true; text: string; warnings: string[] }
+  | { id: number; ok: true; results: RenderResult[] }
   | { id: number; ok: false; code: 'TEMPLATE_INVALID' | 'TEMPLATE_RENDER_FAILED'; message: string };
 
 export interface RenderWorkerData {
@@ -39,8 +39,8 @@ const renderer = createRenderer(data.renderer);
 parentPort!.postMessage('ready');
 
 parentPort!.on('message', (task: RenderTask) => {
-  renderer.render(task.template, task.vars, task.options).then(
-    (r) => parentPort!.postMessage({ id: task.id, ok: true, text: r.text, warnings: r.warnings } satisfies RenderReply),
+  renderer.renderMany(task.template, task.items).then(
+    (results) => parentPort!.postMessage({ id: task.id, ok: true, results } satisfies RenderReply),
     (err: unknown) =>
       parentPort!.postMessage({
         id: task.id,
