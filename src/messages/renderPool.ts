@@ -5,7 +5,9 @@
  * (whatever it was doing, even code that never yields to liquid's own time check) and replaced on next use.
  *
  * It is a {@link Renderer}: `validate` parses on the calling thread (bounded by the template length limit), `render`
- * goes to a thread. Renders beyond the threads wait in a bounded queue; past it they are refused at once.
+ * goes to a thread. Renders beyond the threads wait in a bounded queue; past it they are refused at once. A page of
+ * renders (`renderMany`) waits in a queue of its own, served after single renders: an order confirmation's render
+ * waits for at most the one task a thread is on, never behind a campaign's pages.
  */
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -84,6 +86,8 @@ export function createRenderPool(options: RenderPoolOptions = {}): RenderPool {
   const script = workerScript();
   const slots: Slot[] = [];
   const queue: Pending[] = [];
+  /** `renderMany`'s tasks: taken when `queue` is empty. */
+  const bulk: Pending[] = [];
   let nextId = 1;
   let closed = false;
 
@@ -114,7 +118,7 @@ export function createRenderPool(options: RenderPoolOptions = {}): RenderPool {
       retire(slot);
       if (!slot.ready) {
         // A thread that cannot even start will not start on the next try either: refuse what waits, do not loop.
-        for (const p of queue.splice(0)) p.reject(new AppError('TEMPLATE_RENDER_FAILED', `the render thread did not start: ${why}`));
+        for (const p of [...queue.splice(0), ...bulk.splice(0)]) p.reject(new AppError('TEMPLATE_RENDER_FAILED', `the render thread did not start: ${why}`));
         return;
       }
       const p = slot.current;
@@ -162,25 +166,26 @@ export function createRenderPool(options: RenderPoolOptions = {}): RenderPool {
   }
 
   function pump(): void {
-    while (!closed && queue.length) {
+    while (!closed && (queue.length || bulk.length)) {
       const slot = slots.find((s) => s.ready && s.current === null);
       if (!slot) {
         // Start a thread if there is room; the queue is served when it says it is ready.
         if (slots.length < size) spawn();
         return;
       }
-      run(slot, queue.shift()!);
+      run(slot, (queue.shift() ?? bulk.shift())!);
     }
   }
 
   /** Queues one task: a template and its renders, on the first free thread. */
-  function submit(template: string, items: RenderItem[]): Promise<RenderResult[]> {
+  function submit(template: string, items: RenderItem[], to: Pending[]): Promise<RenderResult[]> {
     // A template that does not parse is refused here, without a trip to a thread.
     local.validate(template);
     if (closed) return Promise.reject(new AppError('SHUTTING_DOWN', 'the renderer is closed'));
-    if (queue.length >= queueMax) return Promise.reject(new AppError('SERVICE_UNAVAILABLE', `too many renders waiting (${queueMax}); retry shortly`));
+    // Pages are bounded by their callers (CAMPAIGNS_CONCURRENCY pages per process); single renders by queueMax.
+    if (to === queue && to.length >= queueMax) return Promise.reject(new AppError('SERVICE_UNAVAILABLE', `too many renders waiting (${queueMax}); retry shortly`));
     return new Promise<RenderResult[]>((resolve, reject) => {
-      queue.push({ task: { id: nextId++, template, items }, resolve, reject });
+      to.push({ task: { id: nextId++, template, items }, resolve, reject });
       pump();
     });
   }
@@ -193,18 +198,18 @@ export function createRenderPool(options: RenderPoolOptions = {}): RenderPool {
       local.validate(template);
     },
     async render(template: string, vars: Record<string, unknown>, opts: RenderOptions = {}): Promise<RenderResult> {
-      const [result] = await submit(template, [{ vars, options: opts }]);
+      const [result] = await submit(template, [{ vars, options: opts }], queue);
       return result!;
     },
     async renderMany(template: string, items: readonly RenderItem[]): Promise<RenderResult[]> {
       const tasks: Array<Promise<RenderResult[]>> = [];
-      for (let i = 0; i < items.length; i += RENDERS_PER_TASK) tasks.push(submit(template, items.slice(i, i + RENDERS_PER_TASK)));
+      for (let i = 0; i < items.length; i += RENDERS_PER_TASK) tasks.push(submit(template, items.slice(i, i + RENDERS_PER_TASK), bulk));
       return (await Promise.all(tasks)).flat();
     },
     async close() {
       if (closed) return;
       closed = true;
-      for (const p of queue.splice(0)) p.reject(new AppError('SHUTTING_DOWN', 'the renderer is closed'));
+      for (const p of [...queue.splice(0), ...bulk.splice(0)]) p.reject(new AppError('SHUTTING_DOWN', 'the renderer is closed'));
       await Promise.all(
         slots.splice(0).map((s) => {
           if (s.current) {

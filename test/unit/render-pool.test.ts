@@ -42,6 +42,18 @@ describe('render pool', () => {
     await expect(pool.renderMany(loop, [{ vars: { n: 1 } }, { vars: { n: 100_000 } }])).rejects.toMatchObject({ code: 'TEMPLATE_RENDER_FAILED' });
   });
 
+  it('serves a single render before the waiting tasks of a page', async () => {
+    pool = createRenderPool({ size: 1, queueMax: 2 });
+    await pool.render('warm', {});
+    const slow = '{% for a in (1..100) %}{% for b in (1..10) %}{{ name }}{% endfor %}{% endfor %}';
+    const order: string[] = [];
+    // Four tasks of 100 renders, past queueMax: a page is bounded by its caller, not refused.
+    const page = pool.renderMany(slow, Array.from({ length: 400 }, (_, i) => ({ vars: { name: `n${i}` } }))).then(() => order.push('page'));
+    const single = pool.render('Hi {{ name }}', { name: 'Ada' }).then((r) => order.push(r.text));
+    await Promise.all([page, single]);
+    expect(order).toEqual(['Hi Ada', 'page']);
+  });
+
   it('ends a thread that outlives the deadline, keeps the event loop free meanwhile, and serves the next render', async () => {
     // Liquid's own limit set far away: only the pool's deadline can stop this render.
     pool = createRenderPool({ size: 1, timeoutMs: 200, renderer: { renderLimitMs: 60_000 } });
