@@ -7,8 +7,10 @@
  *   (locked, in id order), decide per recipient (consent, frequency cap, quiet hours — `evaluateRules`, as automations
  *   do), insert one message row per contact (idempotency key `camp-<campaign>-<contact>`, skipped recipients included),
  *   advance the cursor. A crash before the commit leaves nothing; after it, the cursor has moved with the rows.
- * - delivery jobs are added after the commit with ids `msg-<message id>`. The page's `pending_enqueue` flag stays set
- *   until they are in Redis; the next run that finds it set adds the page's queued messages again (same ids: no-ops).
+ * - delivery jobs are added after the commit with ids `msg-<message id>`, or `msgs-<first>-<last>` for a batch of them
+ *   ({@link enqueueCampaignDeliveries}). The page's `pending_enqueue` flag stays set until they are in Redis; the next
+ *   run that finds it set adds the page's still-queued messages again (a job already there is not added twice; one for
+ *   a message another job took finds it claimed or final, and sends nothing).
  *
  * Bounded memory: a page is produced only while the campaign has fewer than `maxBacklog − batchSize` messages
  * `queued`/`sending`; otherwise the job puts itself off `pollMs` and lets the delivery workers drain. Redis holds at
