@@ -66,6 +66,20 @@ describe.each(DB_KINDS)('delivery batches on %s', (kind) => {
   const jobData = (shopDomain: string, ids: number[]) =>
     parseJobData('delivery', 'send', { shopId: shopDomain, messageIds: ids, requestId: 'req_batch', enqueuedAt: new Date().toISOString() });
 
+  /** Adds a batch job as campaigns do and waits for the worker to finish it. */
+  async function runBatchJob(shopDomain: string, ids: number[], opts: { priority?: number } = {}) {
+    const jobId = jobIdFrom('msgs', ids[0]!, ids.at(-1)!);
+    await sys.queues.get('delivery').add('send', jobData(shopDomain, ids), { jobId, ...opts });
+    return vi.waitFor(
+      async () => {
+        const job = await sys.queues.get('delivery').getJob(jobId);
+        if (!job?.finishedOn) throw new Error('batch job not finished');
+        return job;
+      },
+      { timeout: 20_000, interval: 20 },
+    );
+  }
+
   beforeAll(async () => {
     sys = await startTestSystem(kind, { workers: ['delivery'], listen: true, env: { SMS_PROVIDER: 'sandbox', DLR_TOKEN } });
     deps = {
@@ -88,16 +102,7 @@ describe.each(DB_KINDS)('delivery batches on %s', (kind) => {
 
   it('one job sends each of its messages once, through the worker, and their reports settle them', async () => {
     const { shopDomain, ids } = await seedBatch(sys, 30);
-    const jobId = jobIdFrom('msgs', ids[0]!, ids.at(-1)!);
-    await sys.queues.get('delivery').add('send', jobData(shopDomain, ids), { jobId });
-    const done = await vi.waitFor(
-      async () => {
-        const job = await sys.queues.get('delivery').getJob(jobId);
-        if (!job?.finishedOn) throw new Error('batch job not finished');
-        return job;
-      },
-      { timeout: 20_000, interval: 20 },
-    );
+    const done = await runBatchJob(shopDomain, ids);
     expect(done.failedReason).toBeUndefined();
     expect(done.returnvalue).toMatchObject({ status: 'batch', messages: 30, sent: 30, already: 0, handedOff: 0 });
     await vi.waitFor(async () => expect(byStatus(await rows(sys, ids))).toEqual({ delivered: 30 }), { timeout: 20_000, interval: 50 });
@@ -178,16 +183,7 @@ describe.each(DB_KINDS)('delivery batches on %s', (kind) => {
     await sys.db.db.update(messages).set({ scheduledFor: at }).where(eq(messages.id, later));
     await sys.db.db.update(messages).set({ status: 'delivered' }).where(eq(messages.id, done));
 
-    const jobId = jobIdFrom('msgs', ids[0]!, ids.at(-1)!);
-    await sys.queues.get('delivery').add('send', jobData(shopDomain, ids), { jobId, priority: 10 });
-    const job = await vi.waitFor(
-      async () => {
-        const j = await sys.queues.get('delivery').getJob(jobId);
-        if (!j?.finishedOn) throw new Error('batch job not finished');
-        return j;
-      },
-      { timeout: 20_000, interval: 20 },
-    );
+    const job = await runBatchJob(shopDomain, ids, { priority: 10 });
     expect(job.returnvalue).toMatchObject({ sent: 3, already: 1, handedOff: 2 });
     expect(sys.sandbox!.messages().map((m) => Number(m.reference)).sort((a, b) => a - b)).toEqual(ids.slice(3));
 
