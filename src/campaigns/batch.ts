@@ -234,16 +234,17 @@ async function pageMessages(
   const texts = new Map(toRender.map((d, i) => [d.contact.id, rendered[i]!]));
   return decided.map(({ contact: c, base, decision }): PageMessage => {
     if (decision.action === 'skip') {
-      return { ...base, status: 'skipped', reason: decision.reason, toPhone: null, body: null, encoding: null, segments: null, costEstimate: null, scheduledFor: null };
+      return { ...base, status: 'skipped', reason: decision.reason, toPhone: null, body: null, encoding: null, segments: null, costEstimate: null, scheduledFor: null, renderWarnings: [] };
     }
-    const sms = composeCampaignText(texts.get(c.id)!.text, shop, deps);
+    const rendered = texts.get(c.id)!;
     return {
       ...base,
       status: 'queued',
       reason: null,
       toPhone: c.phone,
-      ...contentColumns(sms),
+      ...contentColumns(composeCampaignText(rendered.text, shop, deps)),
       scheduledFor: decision.action === 'defer' ? decision.until : null,
+      renderWarnings: rendered.warnings,
     };
   });
 }

@@ -274,9 +274,9 @@ export interface PageMessage {
   segments: number | null;
   costEstimate: number | null;
   scheduledFor: Date | null;
+  /** What the render of this message warned of (an unknown variable shown empty, ...). */
+  renderWarnings: string[];
 }
-
-const MESSAGE_COLUMNS = 14;
 
 /**
  * Inserts the page's message rows (skipped recipients included, so "one row per campaign per contact" holds for them
@@ -289,35 +289,33 @@ export async function insertPageMessages(
   rows: PageMessage[],
 ): Promise<Array<{ id: number; contactId: number; scheduledFor: Date | null }>> {
   if (!rows.length) return [];
-  const params: unknown[] = [];
-  const values = rows.map((r, i) => {
-    params.push(
-      m.shopId,
-      r.contactId,
-      m.campaignId,
-      r.idempotencyKey,
-      r.toPhone,
-      m.sender,
-      r.body,
-      r.encoding,
-      r.segments,
-      r.costEstimate === null ? null : r.costEstimate.toFixed(4),
-      r.status,
-      r.reason,
-      r.scheduledFor ? r.scheduledFor.toISOString() : null,
-      m.requestId,
-    );
-    const b = i * MESSAGE_COLUMNS;
-    const p = (k: number) => `$${b + k}`;
-    return `(${p(1)}::bigint, ${p(2)}::bigint, ${p(3)}, 'marketing', 'campaign', ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}, ${p(8)}, ${p(9)}::int, ${p(10)}::numeric, ${p(11)}, ${p(12)}, ${p(13)}::timestamptz, ${p(14)})`;
-  });
+  // The page travels as one JSON parameter: one statement and five parameters whatever the page size (a parameter per
+  // column and row would pass PostgreSQL's 65,535 past 4,681 rows).
+  const page = JSON.stringify(
+    rows.map((r) => ({
+      contact_id: r.contactId,
+      key: r.idempotencyKey,
+      to_phone: r.toPhone,
+      body: r.body,
+      encoding: r.encoding,
+      segments: r.segments,
+      cost: r.costEstimate === null ? null : r.costEstimate.toFixed(4),
+      status: r.status,
+      reason: r.reason,
+      scheduled_for: r.scheduledFor ? r.scheduledFor.toISOString() : null,
+      warnings: r.renderWarnings,
+    })),
+  );
   // The page's counts go to the campaign's counters in the same statement (set-based; see 0008_campaign_counters.sql).
-  const campaign = `$${params.length + 1}`;
   const created = await tx.query<{ id: string | number; contact_id: string | number; status: string; scheduled_for: Date | string | null }>(
     `WITH ins AS (
        INSERT INTO messages (shop_id, contact_id, campaign_id, kind, trigger, idempotency_key, to_phone, sender, body, encoding,
-                             segments, cost_estimate, status, error_code, scheduled_for, request_id)
-       VALUES ${values.join(',\n')}
+                             segments, cost_estimate, status, error_code, scheduled_for, request_id, render_warnings)
+       SELECT $2::bigint, r.contact_id, $3::text, 'marketing', 'campaign', r.key, r.to_phone, $4::text, r.body, r.encoding,
+              r.segments, r.cost, r.status, r.reason, r.scheduled_for, $5::text, ARRAY(SELECT json_array_elements_text(coalesce(r.warnings, '[]')))
+         FROM json_to_recordset($1::json) AS r(contact_id bigint, key text, to_phone text, body text, encoding text, segments int,
+                                               cost numeric, status text, reason text, scheduled_for timestamptz, warnings json)
+        ORDER BY r.contact_id
        ON CONFLICT (shop_id, idempotency_key) DO NOTHING
        RETURNING id, shop_id, contact_id, campaign_id, status, error_code, scheduled_for, request_id
      ), skips AS (
@@ -325,16 +323,16 @@ export async function insertPageMessages(
        SELECT shop_id, contact_id, campaign_id, id, 'campaign', error_code, 'campaign audience', request_id FROM ins WHERE status = 'skipped'
      ), counted AS (
        INSERT INTO campaign_counters AS k (campaign_id, shard, queued, skipped)
-       SELECT ${campaign}::bigint, pg_backend_pid() % 16, count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status = 'skipped')
+       SELECT $3::text::bigint, pg_backend_pid() % 16, count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status = 'skipped')
          FROM ins HAVING count(*) > 0
        ON CONFLICT (campaign_id, shard) DO UPDATE SET queued = k.queued + excluded.queued, skipped = k.skipped + excluded.skipped
      ), reasons AS (
        INSERT INTO campaign_skip_counts AS k (campaign_id, reason, n)
-       SELECT ${campaign}::bigint, coalesce(error_code, 'unknown'), count(*) FROM ins WHERE status = 'skipped' GROUP BY 2
+       SELECT $3::text::bigint, coalesce(error_code, 'unknown'), count(*) FROM ins WHERE status = 'skipped' GROUP BY 2
        ON CONFLICT (campaign_id, reason) DO UPDATE SET n = k.n + excluded.n
      )
      SELECT id, contact_id, status, scheduled_for FROM ins`,
-    [...params, m.campaignId],
+    [page, m.shopId, m.campaignId, m.sender, m.requestId],
   );
   return created
     .filter((r) => r.status === 'queued')

@@ -152,6 +152,28 @@ describe.each(DB_KINDS)('campaigns on %s', (kind) => {
     await vi.waitFor(async () => expect(await statusCounts(sys, c.id)).toEqual({ delivered: 120 }), { timeout: 10_000, interval: 50 });
   });
 
+  it('stores a page of 5,000 recipients (past 65,535 bind parameters at 14 per row) in one statement, with each render\'s warnings', async () => {
+    const shop = await seedShop(sys, 5000, { notSubscribed: 10 });
+    const c = await newCampaign(sys, shop, 'Hi {{ customer.firstName }}{{ customer.nickname }}, code {{ discountCode }}');
+    await sys.db.db.update(campaigns).set({ status: 'sending', startedAt: new Date(), totalRecipients: 5000 }).where(eq(campaigns.id, c.id));
+    const page = await materializeNextPage(c.id, 0, shop, batchDeps(sys, { batchSize: 5000 }), 'req_big_page');
+    expect(page).toMatchObject({ kind: 'page', exhausted: false });
+    if (page.kind !== 'page') throw new Error('not a page');
+    expect(page.created).toHaveLength(4990);
+    expect(await statusCounts(sys, c.id)).toEqual({ queued: 4990, skipped: 10 });
+    const [queued] = await sys.db.db
+      .select({ body: messages.body, renderWarnings: messages.renderWarnings })
+      .from(messages)
+      .where(and(eq(messages.campaignId, String(c.id)), eq(messages.contactId, page.created.at(-1)!.contactId)));
+    expect(queued).toEqual({ body: expect.stringMatching(/^Hi Fan5000, code SPRING20/), renderWarnings: ['missing variable: customer.nickname'] });
+    const [skipped] = await sys.db.db
+      .select({ renderWarnings: messages.renderWarnings, errorCode: messages.errorCode })
+      .from(messages)
+      .where(and(eq(messages.campaignId, String(c.id)), eq(messages.status, 'skipped')))
+      .limit(1);
+    expect(skipped).toEqual({ renderWarnings: [], errorCode: 'not_subscribed' });
+  }, 120_000);
+
   it('resumes after a crash between a page commit and its delivery jobs: no message lost, none twice', async () => {
     const shop = await seedShop(sys, 130);
     const c = await newCampaign(sys, shop);
