@@ -38,7 +38,7 @@ export function idArray(ids: readonly number[]): string {
 }
 
 /**
- * A parameter that may be null, bound as it is and cast in the statement. (In an insert's values a bare placeholder
+ * A parameter that may be null, bound as it is and cast in the statement. (In an insert's values a bare `param()`
  * goes through its column's encoder, and a timestamp's calls `toISOString()` on null.)
  */
 export function nullable(name: string, type: 'bigint' | 'text' | 'timestamptz'): SQL {
