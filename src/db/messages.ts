@@ -5,7 +5,7 @@
  * send, claimed with a conditional UPDATE (`queued` → `sending`) so only one worker can send it, and only ever moves
  * forward (`delivered` is final).
  */
-import { and, eq, gt, inArray, or, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { idArray, nullable, param, perHandle } from './prepared.js';
 import { rowsOf } from './rows.js';
@@ -277,11 +277,6 @@ export interface DeliveryReportUpdate {
   at: Date;
 }
 
-/** The message a report names: by the provider's id, or by our id echoed as `reference`. */
-const reportTarget = sql`(SELECT t.id FROM messages t
-   WHERE (t.provider = ${param('provider')} AND t.provider_message_id = ${param('pid')}) OR t.id = ${param('ref')}
-   LIMIT 1)`;
-
 /** The statuses a report of each kind may move a message from (and a message failed as unconfirmed, from any). */
 const REPORT_FROM = {
   delivered: ['sending', 'sent', 'failed'],
@@ -289,56 +284,21 @@ const REPORT_FROM = {
   pending: ['sending'],
 } as const satisfies Record<DeliveryReportUpdate['status'], readonly Message['status'][]>;
 
-/** One prepared UPDATE per kind of report: what it sets, from which statuses. */
-const reportStatements = perHandle((db) => {
-  const at = sql`${param('at')}::timestamptz`;
-  const sets = {
-    delivered: { status: 'delivered' as const, deliveredAt: at, sentAt: sql`coalesce(${messages.sentAt}, ${at})`, errorCode: null, errorText: null },
-    failed: { status: 'failed' as const, failedAt: at, errorCode: sql`${param('errorCode')}`, errorText: 'delivery report: failed' },
-    pending: { status: 'sent' as const, sentAt: sql`coalesce(${messages.sentAt}, ${at})`, errorCode: null, errorText: null, failedAt: null },
-  };
-  const build = (kind: DeliveryReportUpdate['status']) =>
-    db
-      .update(messages)
-      .set({ ...sets[kind], providerMessageId: sql`coalesce(${messages.providerMessageId}, ${param('pid')})`, updatedAt: sql`now()` })
-      // A message failed as unconfirmed (no report after an interrupted send) is still waiting for its report: any
-      // report settles it, as it would have settled it while `sending`.
-      .where(
-        and(
-          eq(messages.id, reportTarget),
-          or(inArray(messages.status, [...REPORT_FROM[kind]]), and(eq(messages.status, 'failed'), eq(messages.errorCode, UNCONFIRMED))),
-        ),
-      )
-      .returning({ id: messages.id, status: messages.status })
-      .prepare(`delivery_report_${kind}`);
-  return { delivered: build('delivered'), failed: build('failed'), pending: build('pending') };
-});
-
-const reportedMessage = perHandle((db) =>
-  db.select({ id: messages.id, status: messages.status }).from(messages).where(eq(messages.id, reportTarget)).prepare('delivery_report_target'),
-);
+type ReportResult = { message: Pick<Message, 'id' | 'status'>; changed: boolean } | undefined;
 
 /**
  * Applies a delivery report. Reports only move a message forward: `delivered` is final, and a late `failed` never
  * overrides it. A report is also the reconciliation of an ambiguous send: a message still `sending` that gets a report
  * was accepted by the provider, and so was one failed as {@link UNCONFIRMED} whose report comes late. Returns
- * undefined when no message matches. One prepared statement on the usual path (the first report of a message); the
- * row is read apart only when the report changes nothing (a repeat, or one out of order).
+ * undefined when no message matches. One report is a batch of one: the rules live in {@link applyDeliveryReports}.
  */
 export async function applyDeliveryReport(db: Db, provider: string, r: DeliveryReportUpdate): Promise<ReportResult> {
-  const ref = r.reference && /^\d{1,18}$/.test(r.reference) ? r.reference : null;
-  if (r.providerMessageId === null && ref === null) return undefined;
-  const match = { provider, pid: r.providerMessageId, ref };
-  const [updated] = await reportStatements(db)[r.status].execute({ ...match, at: r.at.toISOString(), errorCode: r.errorCode ?? 'DELIVERY_FAILED' });
-  if (updated) return { message: updated, changed: true };
-  const [current] = await reportedMessage(db).execute(match);
-  return current ? { message: current, changed: false } : undefined;
+  const [result] = await applyDeliveryReports(db, provider, [r]);
+  return result;
 }
 
-type ReportResult = { message: Pick<Message, 'id' | 'status'>; changed: boolean } | undefined;
-
 /**
- * {@link applyDeliveryReport} for several reports in one statement, with the same rules: each report moves its
+ * Delivery reports, several in one statement (see {@link applyDeliveryReport} for the rules): each report moves its
  * message forward only, from the statuses its kind allows. Reports naming the same message are applied one after the
  * other in the order given (one UPDATE can change a row once): the first in this statement, each later one in the next.
  * Results in the order of `reports`.

@@ -49,7 +49,7 @@ import { composeSms } from './compose.js';
 import type { Renderer } from './render.js';
 import { pickCountry, toE164 } from '../shopify/phone.js';
 import type { Logger } from '../logger.js';
-import { ProviderError, type SmsProvider } from './providers/types.js';
+import { ProviderError, type SendRequest, type SmsProvider } from './providers/types.js';
 import { blockedBySenderOptOut, REPLY_TRIGGERS } from './replies.js';
 import { checkConsent } from '../rules/consent.js';
 import type { JobData } from '../queue/queues.js';
@@ -176,14 +176,7 @@ export async function deliverMessage(data: JobData<'delivery'>, deps: DeliveryDe
     return { status: 'already', messageId: id, messageStatus: current?.status ?? 'failed' };
   }
   try {
-    const result = await deps.provider.send({
-      to: message.toPhone,
-      text: message.body,
-      from: message.sender ?? 'SMSBlossom',
-      unicode: message.encoding === 'UCS-2',
-      reference: String(id),
-      callbackUrl: deps.callbackUrl(id),
-    });
+    const result = await deps.provider.send(sendRequestOf(message, deps));
     await markSent(deps.db, id, result.providerMessageId, result.acceptedAt);
     log.info({ provider: deps.provider.name, providerMessageId: result.providerMessageId, segments: message.segments }, 'Message sent');
     return { status: 'sent', messageId: id, providerMessageId: result.providerMessageId };
@@ -218,6 +211,18 @@ export async function deliverMessage(data: JobData<'delivery'>, deps: DeliveryDe
         throw err;
     }
   }
+}
+
+/** What the provider gets for a message row (its recipient and body checked present by the caller). */
+function sendRequestOf(m: Message, deps: Pick<DeliveryDeps, 'callbackUrl'>): SendRequest {
+  return {
+    to: m.toPhone!,
+    text: m.body!,
+    from: m.sender ?? 'SMSBlossom',
+    unicode: m.encoding === 'UCS-2',
+    reference: String(m.id),
+    callbackUrl: deps.callbackUrl(m.id),
+  };
 }
 
 /** A queued message the send-time checks stop: its row says why, and so does a skip record. */
@@ -319,14 +324,7 @@ export async function deliverMessages(
   let gate: Awaited<ReturnType<NonNullable<DeliveryDeps['campaignGate']>>> = { action: 'send' };
   const sendOne = async (m: Message) => {
     try {
-      const result = await deps.provider.send({
-        to: m.toPhone!,
-        text: m.body!,
-        from: m.sender ?? 'SMSBlossom',
-        unicode: m.encoding === 'UCS-2',
-        reference: String(m.id),
-        callbackUrl: deps.callbackUrl(m.id),
-      });
+      const result = await deps.provider.send(sendRequestOf(m, deps));
       accepted.push({ id: m.id, providerMessageId: result.providerMessageId, at: result.acceptedAt });
     } catch (err) {
       if (err instanceof ProviderError && err.kind === 'permanent') {
@@ -343,9 +341,10 @@ export async function deliverMessages(
     }
   };
 
-  // Rounds of BATCH_SEND_CONCURRENCY (at most the slots). A round is claimed only once the process's send slots for it are held, so what a
-  // killed process leaves claimed and unsent is bounded by the slots, not by the batches running. Before each round
-  // after the first the campaign is looked at again: a pause or a cancel stops a batch within one round.
+  // Rounds of BATCH_SEND_CONCURRENCY (at most the slots). A round is claimed only once the process's send slots for it
+  // are held, so what a killed process leaves claimed and unsent is bounded by the slots, not by the batches running.
+  // Before each round after the first the campaign is looked at again: a pause or a cancel stops a batch within one
+  // round.
   const campaignId = sendable[0]?.message.campaignId ?? null;
   const roundSize = Math.min(BATCH_SEND_CONCURRENCY, deps.sendSlots?.size ?? BATCH_SEND_CONCURRENCY);
   for (let i = 0; i < sendable.length; i += roundSize) {
